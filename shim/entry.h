@@ -1,0 +1,112 @@
+/* Shared prologue and epilogue of the interposed entry points. */
+#ifndef RS_ENTRY_H
+#define RS_ENTRY_H
+
+#include <errno.h>
+
+#include "config.h"
+#include "init.h"
+#include "io.h"
+#include "thread.h"
+
+/* What kind of call asks: decides which fd kinds the ring serves it for. */
+enum rs_opk {
+	RS_OPK_RW,   /* read/write(v): sockets, pipes, files */
+	RS_OPK_POS,  /* positional forms: regular files only */
+	RS_OPK_SOCK, /* socket calls */
+};
+
+extern const struct rs_io *rs_mode_io;
+
+/* RS_C_COUNT if the ring may serve this call on this kind of fd, else the
+ * passthrough reason to count. */
+static inline enum rs_counter rs_servable(enum rs_kind k, enum rs_opk opk)
+{
+	unsigned bit;
+	switch (k) {
+	case RS_KIND_TCP:
+		bit = RS_FDS_TCP;
+		break;
+	case RS_KIND_UDP:
+		bit = RS_FDS_UDP;
+		break;
+	case RS_KIND_UNIX_STREAM:
+	case RS_KIND_UNIX_DGRAM:
+	case RS_KIND_UNIX_SEQPACKET:
+		bit = RS_FDS_UNIX;
+		break;
+	case RS_KIND_PIPE:
+		if (opk != RS_OPK_RW)
+			return RS_C_pt_fd_kind;
+		bit = RS_FDS_PIPES;
+		break;
+	case RS_KIND_FILE:
+		if (opk == RS_OPK_SOCK)
+			return RS_C_pt_fd_kind;
+		bit = RS_FDS_FILES;
+		break;
+	default:
+		return RS_C_pt_fd_kind;
+	}
+	if (opk == RS_OPK_POS && k != RS_KIND_FILE)
+		return RS_C_pt_fd_kind;
+	return (rs_cfg.fds & bit) ? RS_C_COUNT : RS_C_pt_fds_filter;
+}
+
+/* Decide how this call is served: c->ring set and c->io a ring backend, or
+ * c->ring NULL and c->io the passthrough backend. */
+static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enum rs_opk opk)
+{
+	c->fd = fd;
+	c->ring = NULL;
+	c->io = &rs_io_passthrough;
+	c->served = RS_C_served_ring;
+	c->st = 0;
+	if (unlikely(!rs_ready()))
+		return;
+	rs_count(call);
+	if (unlikely(rs_depth)) {
+		rs_count(RS_C_pt_reentry);
+		return;
+	}
+	c->st = rs_fd_state(fd);
+	enum rs_counter why = rs_servable(RS_FD_KIND(c->st), opk);
+	if (why != RS_C_COUNT) {
+		rs_count(why);
+		return;
+	}
+	enum rs_ring_unavailable u;
+	struct rs_ring *r = rs_ring_get(&u);
+	if (unlikely(!r)) {
+		rs_count(u == RS_RING_CAP ? RS_C_pt_ring_cap : RS_C_pt_fallback);
+		return;
+	}
+	c->ring = r;
+	c->io = rs_mode_io;
+	c->saved_errno = errno;
+	rs_depth++;
+}
+
+/* Finish: count how the call was served and turn -errno into errno. On
+ * success errno is what it was before the call. */
+static inline ssize_t rs_end(struct rs_call *c, ssize_t res)
+{
+	if (c->ring) {
+		rs_depth--;
+		rs_count(c->served);
+		if (res >= 0) {
+			errno = c->saved_errno;
+			return res;
+		}
+	}
+	if (res < 0) {
+		errno = (int)-res;
+		return -1;
+	}
+	return res;
+}
+
+/* Bookkeeping for fds made by calls (entry_fd.c). */
+void rs_track_accepted(int listen_fd, int newfd, int flags);
+
+#endif

@@ -1,0 +1,25 @@
+/* File descriptors the shim itself holds (ring fds, the log file, sockets
+ * kept open for pending sends after the program closed them). The program
+ * must never see them: they sit at high numbers, close()/close_range() skip
+ * them, and dup2()/dup3() onto one of them first moves ours out of the way. */
+#ifndef RS_INTERNAL_FDS_H
+#define RS_INTERNAL_FDS_H
+
+#include <stdbool.h>
+
+typedef void (*rs_fd_moved_fn)(void *owner, int oldfd, int newfd);
+
+/* dup `fd` to a high number (close-on-exec), close `fd`, register the copy.
+ * Returns the fd now in use (the original one if it could not be moved). */
+int rs_internal_fd_move_high(int fd, rs_fd_moved_fn moved, void *owner);
+/* Register an fd already in place; `moved` is told when it gets renumbered. */
+void rs_internal_fd_add(int fd, rs_fd_moved_fn moved, void *owner);
+void rs_internal_fd_remove(int fd);
+bool rs_internal_fd_is(int fd);
+/* If `fd` is ours, renumber it so the program can use that number. */
+void rs_internal_fd_evict(int fd);
+void rs_internal_fds_after_fork_child(void);
+/* Lowest number >= `from` that is one of ours, or -1. */
+int rs_internal_fd_next(int from);
+
+#endif

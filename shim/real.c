@@ -1,0 +1,37 @@
+#include <dlfcn.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include "common.h"
+#include "real.h"
+
+struct rs_real_table rs_real;
+
+/* A name we cannot find (a libc too old for epoll_pwait2, say) resolves to a
+ * function that fails with ENOSYS, as the missing system call would. */
+static long rs_real_missing(void)
+{
+	errno = ENOSYS;
+	return -1;
+}
+
+void *rs_real_resolve_one(void **slot, const char *name)
+{
+	void *fn = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (fn)
+		return fn;
+	fn = dlsym(RTLD_NEXT, name);
+	if (!fn)
+		fn = (void *)rs_real_missing;
+	__atomic_store_n(slot, fn, __ATOMIC_RELEASE);
+	return fn;
+}
+
+void rs_real_resolve_all(void)
+{
+#define RS_RESOLVE(ret, name, params) \
+	rs_real_resolve_one((void **)&rs_real.name, #name);
+	RS_REAL_FUNCS(RS_RESOLVE)
+#undef RS_RESOLVE
+}

@@ -1,0 +1,421 @@
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "internal_fds.h"
+#include "log.h"
+#include "real.h"
+#include "ring.h"
+#include "stats.h"
+#include "thread.h"
+
+#ifndef IORING_ACCEPT_DONTWAIT
+#define IORING_ACCEPT_DONTWAIT (1U << 1)
+#endif
+
+RS_TLS struct rs_ring *rs_tls_ring;
+/* Why this thread has no ring, so a failure is not retried on every call. */
+static RS_TLS enum rs_ring_unavailable tls_unavailable;
+
+static bool process_no_uring;
+static unsigned live_rings;
+static struct rs_ring *live_list;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool probed;
+static bool op_supported[256];
+bool rs_ring_accept_dontwait;
+
+enum { LOG_ONCE_NO_URING = 1, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_KERNEL };
+
+bool rs_ring_op_supported(int opcode)
+{
+	return opcode >= 0 && opcode < 256 && op_supported[opcode];
+}
+
+unsigned rs_ring_live(void)
+{
+	return __atomic_load_n(&live_rings, __ATOMIC_RELAXED);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Publish the SQEs prepared since the last flush; returns how many the
+ * kernel has not consumed yet. */
+static unsigned flush_sq(struct rs_ring *r)
+{
+	struct io_uring_sq *sq = &r->uring.sq;
+	unsigned tail = sq->sqe_tail;
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_complete,
+		      const struct __kernel_timespec *ts, const sigset_t *mask)
+{
+	unsigned flags = min_complete ? IORING_ENTER_GETEVENTS : 0;
+	struct io_uring_getevents_arg arg;
+	void *argp = NULL;
+	size_t argsz = 0;
+	if (ts || mask) {
+		memset(&arg, 0, sizeof(arg));
+		arg.sigmask = (uint64_t)(uintptr_t)mask;
+		arg.sigmask_sz = mask ? _NSIG / 8 : 0;
+		arg.ts = (uint64_t)(uintptr_t)ts;
+		argp = &arg;
+		argsz = sizeof(arg);
+		flags |= IORING_ENTER_EXT_ARG;
+	}
+	int fd = r->uring.ring_fd;
+	if (r->uring.int_flags & 1 /* liburing's INT_FLAG_REG_RING */) {
+		fd = r->uring.enter_ring_fd;
+		flags |= IORING_ENTER_REGISTERED_RING;
+	}
+	int ret = io_uring_enter2((unsigned)fd, to_submit, min_complete, flags,
+				  (sigset_t *)argp, argsz);
+	rs_count(RS_C_enter);
+	if (ret > 0 && to_submit)
+		rs_count_sqes_per_enter((unsigned)ret < to_submit ? (unsigned)ret : to_submit);
+	return ret;
+}
+
+unsigned rs_ring_reap(struct rs_ring *r)
+{
+	unsigned head, n = 0;
+	struct io_uring_cqe *cqe;
+	io_uring_for_each_cqe(&r->uring, head, cqe) {
+		n++;
+		uint64_t ud = cqe->user_data;
+		if (!ud || ud == LIBURING_UDATA_TIMEOUT)
+			continue;
+		struct rs_op *op = (struct rs_op *)(uintptr_t)ud;
+		if (op->complete) {
+			op->complete(op, cqe->res, cqe->flags);
+		} else {
+			op->res = cqe->res;
+			op->cqe_flags = cqe->flags;
+			__atomic_store_n(&op->done, true, __ATOMIC_RELEASE);
+		}
+	}
+	if (n) {
+		io_uring_cq_advance(&r->uring, n);
+		rs_count_n(RS_C_cqes, n);
+	}
+	return n;
+}
+
+struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	if (likely(sqe))
+		return sqe;
+	rs_count(RS_C_sq_full_flushes);
+	for (int tries = 0; tries < 8 && !sqe; tries++) {
+		ring_enter(r, flush_sq(r), 0, NULL, NULL);
+		rs_ring_reap(r);
+		sqe = io_uring_get_sqe(&r->uring);
+	}
+	return sqe;
+}
+
+int rs_ring_submit(struct rs_ring *r)
+{
+	unsigned n = flush_sq(r);
+	if (!n)
+		return 0;
+	int ret = ring_enter(r, n, 0, NULL, NULL);
+	return ret < 0 ? ret : 0;
+}
+
+/* Cancel `op` and wait until its CQE is in, however many signals arrive:
+ * the op may point at the caller's buffer, which must not be written after
+ * the call returns. */
+int rs_ring_cancel_wait(struct rs_ring *r, struct rs_op *op)
+{
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (sqe) {
+		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+		sqe->user_data = 0;
+	}
+	rs_count(RS_C_cancels);
+	while (!__atomic_load_n(&op->done, __ATOMIC_ACQUIRE)) {
+		ring_enter(r, flush_sq(r), 1, NULL, NULL);
+		rs_ring_reap(r);
+	}
+	return op->res;
+}
+
+int rs_ring_run(struct rs_ring *r, struct rs_op *op, const struct rs_wait *w)
+{
+	struct rs_sig_mark mark = rs_sig_mark();
+	uint64_t deadline = w->timeout_ns ? now_ns() + w->timeout_ns : 0;
+
+	for (;;) {
+		unsigned to_submit = flush_sq(r);
+		struct __kernel_timespec ts, *tsp = NULL;
+		if (deadline) {
+			uint64_t now = now_ns();
+			uint64_t left = now < deadline ? deadline - now : 0;
+			ts.tv_sec = (long long)(left / 1000000000u);
+			ts.tv_nsec = (long long)(left % 1000000000u);
+			tsp = &ts;
+		}
+		int ret = ring_enter(r, to_submit, 1, tsp, w->sigmask);
+		rs_ring_reap(r);
+		if (__atomic_load_n(&op->done, __ATOMIC_ACQUIRE))
+			return op->res;
+
+		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN &&
+		    ret != -EBUSY) {
+			/* The ring cannot wait (it never should fail like
+			 * this); make sure the op is gone before giving up. */
+			rs_warn("io_uring_enter failed unexpectedly (errno %d)", -ret);
+			int res = rs_ring_cancel_wait(r, op);
+			return res == -ECANCELED ? -EIO : res;
+		}
+		if (deadline && now_ns() >= deadline) {
+			rs_count(RS_C_timeouts);
+			int res = rs_ring_cancel_wait(r, op);
+			return res == -ECANCELED ? RS_TIMED_OUT : res;
+		}
+		if (w->interruptible && rs_sig.delivered != mark.delivered) {
+			bool eintr = rs_sig_interrupted(&mark, w->never_restart);
+			if (!eintr && w->keep_waiting) {
+				rs_count(RS_C_restarts);
+				mark = rs_sig_mark();
+				continue;
+			}
+			int res = rs_ring_cancel_wait(r, op);
+			if (res != -ECANCELED)
+				return res;
+			if (!eintr) {
+				rs_count(RS_C_restarts);
+				return RS_RESTART;
+			}
+			rs_count(RS_C_eintr);
+			return -EINTR;
+		}
+	}
+}
+
+static void ring_fd_moved(void *owner, int oldfd, int newfd)
+{
+	struct rs_ring *r = owner;
+	(void)oldfd;
+	r->uring.ring_fd = newfd;
+	if (!(r->uring.int_flags & 1))
+		r->uring.enter_ring_fd = newfd;
+}
+
+static void probe_kernel(struct rs_ring *r)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
+	if (p) {
+		for (int op = 0; op < 256 && op <= p->last_op; op++)
+			op_supported[op] = io_uring_opcode_supported(p, op);
+		io_uring_free_probe(p);
+	}
+	/* Nonblocking accept through the ring needs IORING_ACCEPT_DONTWAIT
+	 * (6.10): an unknown flag fails the prep with EINVAL before the bad fd
+	 * is looked at. */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	if (sqe) {
+		struct rs_op op = { 0 };
+		io_uring_prep_accept(sqe, -1, NULL, NULL, 0);
+		sqe->ioprio |= IORING_ACCEPT_DONTWAIT;
+		sqe->user_data = (uint64_t)(uintptr_t)&op;
+		struct rs_wait w = { 0 };
+		int res = rs_ring_run(r, &op, &w);
+		rs_ring_accept_dontwait = res == -EBADF;
+	}
+	__atomic_store_n(&probed, true, __ATOMIC_RELEASE);
+}
+
+static int setup_uring(struct io_uring *u, unsigned entries)
+{
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+			IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
+		IORING_SETUP_CQSIZE,
+		0,
+	};
+	int ret = -EINVAL;
+	for (size_t i = 0; i < RS_ARRAY_SIZE(flag_sets); i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof(p));
+		p.flags = flag_sets[i];
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, u, &p);
+		if (ret != -EINVAL)
+			return ret;
+	}
+	return ret;
+}
+
+static const char *why_no_uring(int err)
+{
+	switch (err) {
+	case -ENOSYS:
+		return "io_uring_setup is not available (old kernel or seccomp)";
+	case -EPERM:
+		return "io_uring_setup was refused (kernel.io_uring_disabled or seccomp)";
+	case -ENOMEM:
+		return "no memory for the ring (RLIMIT_MEMLOCK on kernels before 5.12?)";
+	case -EMFILE:
+	case -ENFILE:
+		return "no free file descriptor for the ring";
+	default:
+		return "io_uring_setup failed";
+	}
+}
+
+struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
+{
+	if (process_no_uring) {
+		*why = RS_RING_NO_URING;
+		return NULL;
+	}
+	if (tls_unavailable != RS_RING_OK) {
+		*why = tls_unavailable;
+		return NULL;
+	}
+	if (rs_thread_exiting()) {
+		*why = RS_RING_THREAD_FAIL;
+		return NULL;
+	}
+	if (__atomic_add_fetch(&live_rings, 1, __ATOMIC_ACQ_REL) > rs_cfg.max_rings) {
+		__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
+		rs_log_once(LOG_ONCE_CAP, RS_LOG_INFO,
+			    "RINGSHIM_MAX_RINGS=%u reached: further threads pass through to libc",
+			    rs_cfg.max_rings);
+		*why = tls_unavailable = RS_RING_CAP;
+		return NULL;
+	}
+
+	struct rs_ring *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int ret = r == MAP_FAILED ? -ENOMEM : setup_uring(&r->uring, rs_cfg.ring_entries);
+	if (ret == 0 && !(r->uring.features & IORING_FEAT_EXT_ARG)) {
+		io_uring_queue_exit(&r->uring);
+		ret = -ENOSYS;
+		rs_log_once(LOG_ONCE_OLD_KERNEL, RS_LOG_WARN,
+			    "kernel too old for ringshim (needs io_uring EXT_ARG, Linux 5.11); "
+			    "passing all calls through to libc");
+		process_no_uring = true;
+	}
+	if (ret < 0) {
+		if (r != MAP_FAILED)
+			munmap(r, sizeof(*r));
+		__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
+		rs_count(RS_C_rings_failed);
+		if (ret == -ENOSYS || ret == -EPERM) {
+			process_no_uring = true;
+			rs_log_once(LOG_ONCE_NO_URING, RS_LOG_WARN,
+				    "%s (errno %d); passing all calls through to libc",
+				    why_no_uring(ret), -ret);
+			*why = RS_RING_NO_URING;
+		} else {
+			rs_log_once(LOG_ONCE_THREAD_FAIL, RS_LOG_WARN,
+				    "%s (errno %d); this thread passes its calls through to libc",
+				    why_no_uring(ret), -ret);
+			*why = tls_unavailable = RS_RING_THREAD_FAIL;
+		}
+		return NULL;
+	}
+
+	pthread_mutex_init(&r->lock, NULL);
+	r->owner_tid = (pid_t)syscall(SYS_gettid);
+	io_uring_register_ring_fd(&r->uring);
+	/* The ring's fd must not take a number the program expects to get. */
+	int fd = rs_internal_fd_move_high(r->uring.ring_fd, ring_fd_moved, r);
+	ring_fd_moved(r, r->uring.ring_fd, fd);
+	if (!__atomic_load_n(&probed, __ATOMIC_ACQUIRE))
+		probe_kernel(r);
+
+	pthread_mutex_lock(&live_lock);
+	r->next_live = live_list;
+	live_list = r;
+	pthread_mutex_unlock(&live_lock);
+	rs_count(RS_C_rings_created);
+	rs_gauge_add(RS_G_RINGS_LIVE, 1);
+	rs_tls_ring = r;
+	rs_thread_note_state();
+	return r;
+}
+
+static void unlink_live(struct rs_ring *r)
+{
+	pthread_mutex_lock(&live_lock);
+	for (struct rs_ring **p = &live_list; *p; p = &(*p)->next_live) {
+		if (*p == r) {
+			*p = r->next_live;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&live_lock);
+}
+
+char *rs_ring_bounce(struct rs_ring *r)
+{
+	if (!r->bounce) {
+		void *p = mmap(NULL, RS_RING_BOUNCE_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		r->bounce = p == MAP_FAILED ? NULL : p;
+	}
+	return r->bounce;
+}
+
+static void destroy_ring(struct rs_ring *r)
+{
+	int fd = r->uring.ring_fd;
+	if (r->bounce)
+		munmap(r->bounce, RS_RING_BOUNCE_SIZE);
+	io_uring_queue_exit(&r->uring);
+	rs_internal_fd_remove(fd);
+	munmap(r, sizeof(*r));
+}
+
+void rs_ring_thread_exit(void)
+{
+	struct rs_ring *r = rs_tls_ring;
+	if (!r)
+		return;
+	rs_tls_ring = NULL;
+	/* Strict ops never outlive their call; whatever is still queued is
+	 * submitted so it is not silently dropped. */
+	rs_ring_submit(r);
+	rs_ring_reap(r);
+	unlink_live(r);
+	destroy_ring(r);
+	__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
+	rs_gauge_add(RS_G_RINGS_LIVE, -1);
+}
+
+/* The child of fork() shares the parent's ring memory (it is MAP_SHARED)
+ * and must never touch it: drop our mappings and fds and start afresh. */
+void rs_ring_after_fork_child(void)
+{
+	struct rs_ring *r = live_list;
+	live_list = NULL;
+	pthread_mutex_init(&live_lock, NULL);
+	while (r) {
+		struct rs_ring *next = r->next_live;
+		destroy_ring(r);
+		r = next;
+	}
+	live_rings = 0;
+	rs_tls_ring = NULL;
+	tls_unavailable = RS_RING_OK;
+}

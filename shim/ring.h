@@ -1,0 +1,106 @@
+/* Per-thread io_uring: created on a thread's first ring call, torn down at
+ * thread exit, never used by a fork child (which builds its own).
+ *
+ * Operations are tracked by struct rs_op, whose address is the SQE's
+ * user_data. A synchronous op lives on the caller's stack and the caller does
+ * not return before its CQE was reaped (cancelling it first if a signal or a
+ * timeout ends the wait), so the kernel never writes into memory that has
+ * gone back to the program. Asynchronous ops (batch mode) carry a completion
+ * callback instead. */
+#ifndef RS_RING_H
+#define RS_RING_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "signals.h"
+
+struct rs_op;
+typedef void (*rs_op_complete_fn)(struct rs_op *op, int res, uint32_t cqe_flags);
+
+struct rs_op {
+	int32_t res;
+	uint32_t cqe_flags;
+	volatile bool done;
+	rs_op_complete_fn complete; /* NULL for synchronous waiters */
+};
+
+struct rs_ring {
+	struct io_uring uring;
+	pthread_mutex_t lock; /* SQ and CQ, for threads other than the owner */
+	pid_t owner_tid;
+	unsigned inflight;
+	struct rs_ring *next_live; /* list of live rings, for fork and exit */
+	char *bounce;		   /* RS_RING_BOUNCE_SIZE scratch buffer, lazily */
+};
+
+#define RS_RING_BOUNCE_SIZE (64 * 1024)
+/* The ring's scratch buffer (sendfile), or NULL if it cannot be mapped. */
+char *rs_ring_bounce(struct rs_ring *r);
+
+enum rs_ring_unavailable {
+	RS_RING_OK,
+	RS_RING_NO_URING,   /* the process cannot use io_uring at all */
+	RS_RING_THREAD_FAIL, /* this thread could not get a ring */
+	RS_RING_CAP,	    /* RINGSHIM_MAX_RINGS reached */
+};
+
+extern RS_TLS struct rs_ring *rs_tls_ring;
+
+/* This thread's ring, created on first use. NULL with *why set when the
+ * call must pass through instead. */
+struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why);
+static inline struct rs_ring *rs_ring_get(enum rs_ring_unavailable *why)
+{
+	struct rs_ring *r = rs_tls_ring;
+	if (likely(r))
+		return r;
+	return rs_ring_get_slow(why);
+}
+
+/* An SQE to fill in; flushes the SQ to the kernel first if it is full. */
+struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r);
+
+/* How a synchronous op waits. */
+struct rs_wait {
+	bool interruptible;	 /* a caught signal can end the wait */
+	bool never_restart;	 /* ...even one with SA_RESTART (EINTR) */
+	bool keep_waiting;	 /* SA_RESTART continues this same wait (connect) */
+	uint64_t timeout_ns;	 /* 0: none; expiry gives RS_TIMED_OUT */
+	const sigset_t *sigmask; /* mask while waiting (ppoll-style), or NULL */
+};
+
+/* Results beyond -errno that only the wait produces. */
+#define RS_TIMED_OUT (-4096 - 1)
+#define RS_RESTART (-4096 - 2) /* resubmit: an SA_RESTART handler ran */
+
+/* Submit what is queued and wait for `op`.
+ *
+ * A caught signal ends an interruptible wait the way the kernel ends a
+ * blocking call: the op is cancelled; if it had already moved data (a
+ * partial send, a MSG_WAITALL receive) that count is returned — bytes moved
+ * are never lost; otherwise -EINTR, or RS_RESTART when every handler that ran
+ * had SA_RESTART (the caller resubmits, as the kernel restarts the call).
+ * Returns op's result, -EINTR, RS_RESTART or RS_TIMED_OUT. */
+int rs_ring_run(struct rs_ring *r, struct rs_op *op, const struct rs_wait *w);
+/* Cancel a submitted op and wait for its CQE; returns its result. */
+int rs_ring_cancel_wait(struct rs_ring *r, struct rs_op *op);
+
+/* Submit whatever is queued without waiting. */
+int rs_ring_submit(struct rs_ring *r);
+/* Reap every CQE available now. Returns how many. */
+unsigned rs_ring_reap(struct rs_ring *r);
+
+/* Kernel capabilities found when the first ring was made. */
+bool rs_ring_op_supported(int opcode);
+extern bool rs_ring_accept_dontwait;
+
+void rs_ring_thread_exit(void);
+void rs_ring_after_fork_child(void);
+/* Number of rings alive in this process. */
+unsigned rs_ring_live(void);
+
+#endif
