@@ -32,7 +32,7 @@ $(SHIM_LIB): $(SHIM_OBJS) shim/libringshim.map
 
 -include $(SHIM_OBJS:.o=.d)
 demo-apps:
--include demo-apps/demo.mk
+include demo-apps/demo.mk
 include tests/tests.mk
 
 deps:
