@@ -150,6 +150,22 @@ static const char *env(const char *name)
 	return v && *v ? v : NULL;
 }
 
+/* Servers such as nginx and redis rewrite the memory of their environment
+ * to set their process title, so strings kept past start-up are copied. */
+static const char *keep(char *dst, size_t size, const char *src, const char *name)
+{
+	if (!src)
+		return NULL;
+	if (strlen(src) >= size) {
+		problem(name, src, "a path shorter than 4096 bytes", "(unset)");
+		return NULL;
+	}
+	strcpy(dst, src);
+	return dst;
+}
+
+static char stats_file_buf[4096], log_file_buf[4096], fault_buf[512];
+
 static void get_uint(const char *name, unsigned long long min, unsigned long long max,
 		     unsigned *field, unsigned deflt)
 {
@@ -252,8 +268,9 @@ void rs_config_load(void)
 		if (rs_parse_bool(v, &on) == 0)
 			rs_cfg.stats = on ? RS_STATS_STDERR : RS_STATS_OFF;
 		else {
-			rs_cfg.stats = RS_STATS_FILE;
-			rs_cfg.stats_file = v;
+			rs_cfg.stats_file = keep(stats_file_buf, sizeof(stats_file_buf), v,
+						 "RINGSHIM_STATS");
+			rs_cfg.stats = rs_cfg.stats_file ? RS_STATS_FILE : RS_STATS_OFF;
 		}
 	}
 	v = env("RINGSHIM_LOG");
@@ -268,8 +285,9 @@ void rs_config_load(void)
 		else
 			rs_cfg.log_level = level;
 	}
-	rs_cfg.log_file = env("RINGSHIM_LOG_FILE");
-	rs_cfg.fault = env("RINGSHIM_FAULT");
+	rs_cfg.log_file = keep(log_file_buf, sizeof(log_file_buf), env("RINGSHIM_LOG_FILE"),
+			       "RINGSHIM_LOG_FILE");
+	rs_cfg.fault = keep(fault_buf, sizeof(fault_buf), env("RINGSHIM_FAULT"), "RINGSHIM_FAULT");
 }
 
 void rs_config_report(void)

@@ -66,12 +66,15 @@ uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side)
 int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct rs_exec_opts *o)
 {
 	bool nonblock = o->force_nonblock || (!o->file && nonblocking(c));
+	rs_ring_lock(c->ring);
+	int res;
 	for (;;) {
 		struct rs_op op = { 0 };
 		struct io_uring_sqe *sqe = rs_ring_sqe(c->ring);
 		if (unlikely(!sqe)) {
 			rs_warn("the submission queue stays full; failing the call with EBUSY");
-			return -EBUSY;
+			res = -EBUSY;
+			break;
 		}
 		prep(sqe, c, args, nonblock);
 		sqe->user_data = (uint64_t)(uintptr_t)&op;
@@ -84,7 +87,6 @@ int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct 
 			w.keep_waiting = o->keep_waiting;
 			w.timeout_ns = o->timeout_us * 1000;
 		}
-		int res;
 		if (may_block && shared(c)) {
 			/* Complete at once if the kernel can; only a call that
 			 * would really block needs to know the fd's mode. */
@@ -108,8 +110,10 @@ int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct 
 			nonblock = false;
 			continue;
 		}
-		return res;
+		break;
 	}
+	rs_ring_unlock(c->ring);
+	return res;
 }
 
 /* ---- sockets ---------------------------------------------------------- */

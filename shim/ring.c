@@ -58,6 +58,7 @@ static unsigned flush_sq(struct rs_ring *r)
 	if (sq->sqe_head != tail) {
 		sq->sqe_head = tail;
 		io_uring_smp_store_release(sq->ktail, tail);
+		r->submit_epoch++;
 	}
 	return tail - io_uring_smp_load_acquire(sq->khead);
 }
@@ -65,7 +66,8 @@ static unsigned flush_sq(struct rs_ring *r)
 static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_complete,
 		      const struct __kernel_timespec *ts, const sigset_t *mask)
 {
-	unsigned flags = min_complete ? IORING_ENTER_GETEVENTS : 0;
+	/* GETEVENTS even without waiting: it runs pending completion work. */
+	unsigned flags = IORING_ENTER_GETEVENTS;
 	struct io_uring_getevents_arg arg;
 	void *argp = NULL;
 	size_t argsz = 0;
@@ -130,6 +132,21 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 	return sqe;
 }
 
+int rs_ring_poke(struct rs_ring *r)
+{
+	return ring_enter(r, flush_sq(r), 0, NULL, NULL);
+}
+
+int rs_ring_wait_any(struct rs_ring *r, const struct __kernel_timespec *ts,
+		     const sigset_t *mask)
+{
+	unsigned n = flush_sq(r);
+	rs_ring_unlock(r);
+	int ret = ring_enter(r, n, 1, ts, mask);
+	rs_ring_lock(r);
+	return ret;
+}
+
 int rs_ring_submit(struct rs_ring *r)
 {
 	unsigned n = flush_sq(r);
@@ -151,7 +168,7 @@ int rs_ring_cancel_wait(struct rs_ring *r, struct rs_op *op)
 	}
 	rs_count(RS_C_cancels);
 	while (!__atomic_load_n(&op->done, __ATOMIC_ACQUIRE)) {
-		ring_enter(r, flush_sq(r), 1, NULL, NULL);
+		rs_ring_wait_any(r, NULL, NULL);
 		rs_ring_reap(r);
 	}
 	return op->res;
@@ -172,7 +189,9 @@ int rs_ring_run(struct rs_ring *r, struct rs_op *op, const struct rs_wait *w)
 			ts.tv_nsec = (long long)(left % 1000000000u);
 			tsp = &ts;
 		}
+		rs_ring_unlock(r);
 		int ret = ring_enter(r, to_submit, 1, tsp, w->sigmask);
+		rs_ring_lock(r);
 		rs_ring_reap(r);
 		if (__atomic_load_n(&op->done, __ATOMIC_ACQUIRE))
 			return op->res;
@@ -237,7 +256,9 @@ static void probe_kernel(struct rs_ring *r)
 		sqe->ioprio |= IORING_ACCEPT_DONTWAIT;
 		sqe->user_data = (uint64_t)(uintptr_t)&op;
 		struct rs_wait w = { 0 };
+		rs_ring_lock(r);
 		int res = rs_ring_run(r, &op, &w);
+		rs_ring_unlock(r);
 		rs_ring_accept_dontwait = res == -EBADF;
 	}
 	__atomic_store_n(&probed, true, __ATOMIC_RELEASE);
@@ -395,8 +416,10 @@ void rs_ring_thread_exit(void)
 	rs_tls_ring = NULL;
 	/* Strict ops never outlive their call; whatever is still queued is
 	 * submitted so it is not silently dropped. */
+	rs_ring_lock(r);
 	rs_ring_submit(r);
 	rs_ring_reap(r);
+	rs_ring_unlock(r);
 	unlink_live(r);
 	destroy_ring(r);
 	__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);

@@ -35,7 +35,38 @@ struct rs_ring {
 	unsigned inflight;
 	struct rs_ring *next_live; /* list of live rings, for fork and exit */
 	char *bounce;		   /* RS_RING_BOUNCE_SIZE scratch buffer, lazily */
+	/* Bumped each time prepared SQEs are handed to the kernel: an SQE
+	 * prepared in the current epoch may still be changed. */
+	unsigned submit_epoch;
+	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
+
+static inline void rs_ring_lock(struct rs_ring *r)
+{
+	pthread_mutex_lock(&r->lock);
+}
+
+static inline void rs_ring_unlock(struct rs_ring *r)
+{
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Completions are waiting to be run by the ring's owner (COOP_TASKRUN) or
+ * reaped: a read that finds nothing must look again before saying EAGAIN. */
+static inline bool rs_ring_has_news(struct rs_ring *r)
+{
+	return io_uring_cq_ready(&r->uring) ||
+	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/* Enter the kernel without waiting: submit what is queued and run pending
+ * completion work. r->lock held. */
+int rs_ring_poke(struct rs_ring *r);
+/* Submit and wait for at least one completion (any), with an optional
+ * timeout and signal mask; the lock is dropped while sleeping. Returns the
+ * enter result (-EINTR, -ETIME, ...). r->lock held. */
+int rs_ring_wait_any(struct rs_ring *r, const struct __kernel_timespec *ts,
+		     const sigset_t *mask);
 
 #define RS_RING_BOUNCE_SIZE (64 * 1024)
 /* The ring's scratch buffer (sendfile), or NULL if it cannot be mapped. */
@@ -60,6 +91,9 @@ static inline struct rs_ring *rs_ring_get(enum rs_ring_unavailable *why)
 		return r;
 	return rs_ring_get_slow(why);
 }
+
+/* Unless said otherwise, the functions below want r->lock held; the ones
+ * that sleep in the kernel drop it meanwhile. */
 
 /* An SQE to fill in; flushes the SQ to the kernel first if it is full. */
 struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r);
