@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "entry.h"
 #include "internal_fds.h"
 #include "real.h"
@@ -137,8 +138,10 @@ RS_EXPORT int close(int fd)
 		rs_count(RS_C_pt_fd_kind);
 		c.ring = NULL;
 	}
-	/* Forget first: once the number is free another thread may get it,
-	 * and its new entry must not be wiped by us. */
+	/* Settle and forget first: once the number is free another thread may
+	 * get it, and its new entry must not be wiped by us. */
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_number_closing(fd);
 	rs_fd_closed(fd);
 	if (!c.ring)
 		return RS_REAL(close)(fd);
@@ -159,6 +162,8 @@ RS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			rs_fd_cloexec_range(first, last);
 		return r;
 	}
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_fd_for_each_batched(first, last, rs_batch_number_closing);
 	/* Close around our own fds. */
 	unsigned cur = first;
 	int r = 0;
@@ -194,31 +199,48 @@ RS_EXPORT void closefrom(int lowfd)
 		close(fd);
 }
 
+static void duped(int oldfd, int newfd, bool cloexec)
+{
+	rs_fd_duped(oldfd, newfd, cloexec);
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_duped(oldfd, newfd);
+}
+
+/* dup2/dup3 close newfd first when it is open. */
+static void before_dup_onto(int oldfd, int newfd)
+{
+	if (oldfd == newfd)
+		return;
+	rs_internal_fd_evict(newfd);
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_number_closing(newfd);
+}
+
 RS_EXPORT int dup(int oldfd)
 {
 	int r = RS_REAL(dup)(oldfd);
 	if (r >= 0 && rs_ready())
-		rs_fd_duped(oldfd, r, false);
+		duped(oldfd, r, false);
 	return r;
 }
 
 RS_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (rs_ready() && oldfd != newfd)
-		rs_internal_fd_evict(newfd);
+	if (rs_ready())
+		before_dup_onto(oldfd, newfd);
 	int r = RS_REAL(dup3)(oldfd, newfd, flags);
 	if (r >= 0 && rs_ready())
-		rs_fd_duped(oldfd, r, flags & O_CLOEXEC);
+		duped(oldfd, r, flags & O_CLOEXEC);
 	return r;
 }
 
 RS_EXPORT int dup2(int oldfd, int newfd)
 {
-	if (rs_ready() && oldfd != newfd)
-		rs_internal_fd_evict(newfd);
+	if (rs_ready())
+		before_dup_onto(oldfd, newfd);
 	int r = RS_REAL(dup2)(oldfd, newfd);
 	if (r >= 0 && oldfd != newfd && rs_ready())
-		rs_fd_duped(oldfd, r, false);
+		duped(oldfd, r, false);
 	return r;
 }
 
@@ -236,10 +258,10 @@ RS_EXPORT int fcntl(int fd, int cmd, ...)
 	int iarg = (int)(intptr_t)arg;
 	switch (cmd) {
 	case F_DUPFD:
-		rs_fd_duped(fd, r, false);
+		duped(fd, r, false);
 		break;
 	case F_DUPFD_CLOEXEC:
-		rs_fd_duped(fd, r, true);
+		duped(fd, r, true);
 		break;
 	case F_SETFL:
 		rs_fd_set_flags(fd, (iarg & O_NONBLOCK) ? RS_FD_NONBLOCK : 0,
@@ -268,6 +290,16 @@ RS_EXPORT int ioctl(int fd, unsigned long req, ...)
 	if (r < 0 || !rs_ready())
 		return r;
 	switch (req) {
+	case FIONREAD: {
+		/* Bytes the shim already received count as readable. */
+		struct rs_fdb *b = rs_cfg.mode == RS_MODE_BATCH ? rs_fdb_get(fd) : NULL;
+		if (b) {
+			pthread_mutex_lock(&b->lock);
+			*(int *)arg += (int)b->rq.bytes;
+			pthread_mutex_unlock(&b->lock);
+		}
+		break;
+	}
 	case FIONBIO: {
 		int on = *(int *)arg; /* the kernel just read it */
 		rs_fd_set_flags(fd, on ? RS_FD_NONBLOCK : 0, on ? 0 : RS_FD_NONBLOCK);
@@ -303,8 +335,11 @@ RS_EXPORT int fclose(FILE *f)
 {
 	if (f && rs_ready()) {
 		int fd = fileno(f);
-		if (fd >= 0)
+		if (fd >= 0) {
+			if (rs_cfg.mode == RS_MODE_BATCH)
+				rs_batch_number_closing(fd);
 			rs_fd_closed(fd);
+		}
 	}
 	return RS_REAL(fclose)(f);
 }

@@ -1,66 +1,145 @@
 /* epoll, poll and select. In strict mode they pass through to libc (the
- * kernel's readiness is exact because nothing is held back by the shim);
- * batch mode (epoll.c) takes them over. */
+ * kernel's readiness is exact because the shim holds nothing back); in batch
+ * mode epoll.c and pollsel.c take them over. */
 #include <errno.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/time.h>
 
 #include "entry.h"
+#include "epoll.h"
+#include "pollsel.h"
 #include "real.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
+static bool batch(void)
+{
+	return rs_cfg.mode == RS_MODE_BATCH && !rs_depth;
+}
+
+/* Turn an emulation result into the libc convention, or say "not ours". */
+static bool finish(int r, int *out)
+{
+	if (r == RS_EPOLL_NOT_OURS || r == RS_POLL_NOT_OURS)
+		return false;
+	if (r < 0) {
+		errno = -r;
+		*out = -1;
+	} else {
+		*out = r;
+	}
+	return true;
+}
+
 RS_EXPORT int epoll_create1(int flags)
 {
 	int fd = RS_REAL(epoll_create1)(flags);
-	if (fd >= 0 && rs_ready())
+	if (fd >= 0 && rs_ready()) {
 		rs_fd_created(fd, RS_KIND_EPOLL, (flags & EPOLL_CLOEXEC) ? RS_FD_CLOEXEC : 0);
+		if (rs_cfg.mode == RS_MODE_BATCH)
+			rs_epoll_created(fd);
+	}
 	return fd;
 }
 
 RS_EXPORT int epoll_create(int size)
 {
 	int fd = RS_REAL(epoll_create)(size);
-	if (fd >= 0 && rs_ready())
+	if (fd >= 0 && rs_ready()) {
 		rs_fd_created(fd, RS_KIND_EPOLL, 0);
+		if (rs_cfg.mode == RS_MODE_BATCH)
+			rs_epoll_created(fd);
+	}
 	return fd;
 }
 
 RS_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-	if (rs_ready())
+	if (rs_ready()) {
 		rs_count(RS_C_call_epoll_ctl);
+		int saved = errno, out;
+		if (batch() && finish(rs_epoll_ctl(epfd, op, fd, ev), &out)) {
+			if (out >= 0)
+				errno = saved;
+			return out;
+		}
+	}
 	return RS_REAL(epoll_ctl)(epfd, op, fd, ev);
+}
+
+static int epoll_common(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
+			const sigset_t *mask, bool *handled)
+{
+	*handled = false;
+	if (!rs_ready())
+		return 0;
+	rs_count(RS_C_call_epoll_wait);
+	int saved = errno, out;
+	if (batch() && finish(rs_epoll_wait(epfd, evs, max, ts, mask), &out)) {
+		*handled = true;
+		if (out >= 0)
+			errno = saved;
+		return out;
+	}
+	return 0;
+}
+
+static const struct timespec *ms_timeout(int ms, struct timespec *ts)
+{
+	if (ms < 0)
+		return NULL;
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
+	return ts;
 }
 
 RS_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_epoll_wait);
-	return RS_REAL(epoll_wait)(epfd, evs, max, timeout);
+	struct timespec ts;
+	bool handled;
+	int r = epoll_common(epfd, evs, max, ms_timeout(timeout, &ts), NULL, &handled);
+	return handled ? r : RS_REAL(epoll_wait)(epfd, evs, max, timeout);
 }
 
 RS_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 			  const sigset_t *mask)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_epoll_wait);
-	return RS_REAL(epoll_pwait)(epfd, evs, max, timeout, mask);
+	struct timespec ts;
+	bool handled;
+	int r = epoll_common(epfd, evs, max, ms_timeout(timeout, &ts), mask, &handled);
+	return handled ? r : RS_REAL(epoll_pwait)(epfd, evs, max, timeout, mask);
 }
 
 RS_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
 			   const struct timespec *timeout, const sigset_t *mask)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_epoll_wait);
-	return RS_REAL(epoll_pwait2)(epfd, evs, max, timeout, mask);
+	bool handled;
+	int r = epoll_common(epfd, evs, max, timeout, mask, &handled);
+	return handled ? r : RS_REAL(epoll_pwait2)(epfd, evs, max, timeout, mask);
+}
+
+static bool poll_common(struct pollfd *fds, nfds_t n, const struct timespec *ts, int *out)
+{
+	if (!rs_ready())
+		return false;
+	rs_count(RS_C_call_poll);
+	int saved = errno;
+	if (batch() && finish(rs_poll(fds, n, ts), out)) {
+		if (*out >= 0)
+			errno = saved;
+		return true;
+	}
+	return false;
 }
 
 RS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_poll);
+	struct timespec ts;
+	int out;
+	if (poll_common(fds, n, ms_timeout(timeout, &ts), &out))
+		return out;
 	return RS_REAL(poll)(fds, n, timeout);
 }
 
@@ -74,8 +153,9 @@ RS_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdsle
 RS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 		    const sigset_t *mask)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_poll);
+	int out;
+	if (poll_common(fds, n, timeout, &out))
+		return out;
 	return RS_REAL(ppoll)(fds, n, timeout, mask);
 }
 
@@ -87,10 +167,34 @@ RS_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 	return ppoll(fds, n, timeout, mask);
 }
 
+static bool select_common(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+			  int *out)
+{
+	if (!rs_ready())
+		return false;
+	rs_count(RS_C_call_select);
+	int saved = errno;
+	if (batch() && finish(rs_select(n, r, w, e, ts), out)) {
+		if (*out >= 0)
+			errno = saved;
+		return true;
+	}
+	return false;
+}
+
 RS_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_select);
+	struct timespec ts, *tsp = NULL;
+	if (timeout) {
+		ts.tv_sec = timeout->tv_sec;
+		ts.tv_nsec = timeout->tv_usec * 1000;
+		tsp = &ts;
+	}
+	int out;
+	/* The emulation answers only when something is ready at once, so
+	 * the remaining time Linux writes back is the whole timeout. */
+	if (select_common(n, r, w, e, tsp, &out))
+		return out;
 	return RS_REAL(select)(n, r, w, e, timeout);
 }
 
@@ -100,7 +204,13 @@ RS_EXPORT int __select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t
 RS_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
 		      const sigset_t *mask)
 {
-	if (rs_ready())
-		rs_count(RS_C_call_select);
+	struct timespec ts, *tsp = NULL;
+	if (timeout) {
+		ts = *timeout;
+		tsp = &ts;
+	}
+	int out;
+	if (select_common(n, r, w, e, tsp, &out))
+		return out;
 	return RS_REAL(pselect)(n, r, w, e, timeout, mask);
 }

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "batch.h"
 #include "entry.h"
 #include "real.h"
 
@@ -239,4 +240,26 @@ RS_EXPORT int setsockopt(int fd, int level, int name, const void *optval, sockle
 			rs_fd_set_flags(fd, 0, RS_FD_TIMEO);
 	}
 	return r;
+}
+
+/* SO_ERROR also reports the error of a queued send that failed after
+ * write() had returned, as the kernel reports a pending socket error. */
+RS_EXPORT int getsockopt(int fd, int level, int name, void *optval, socklen_t *len)
+{
+	if (level == SOL_SOCKET && name == SO_ERROR && rs_ready() &&
+	    rs_cfg.mode == RS_MODE_BATCH) {
+		struct rs_fdb *b = rs_fdb_get(fd);
+		if (b) {
+			pthread_mutex_lock(&b->lock);
+			int err = rs_wb_take_error(b);
+			pthread_mutex_unlock(&b->lock);
+			if (err) {
+				int r = RS_REAL(getsockopt)(fd, level, name, optval, len);
+				if (r == 0 && *len >= sizeof(int))
+					*(int *)optval = err;
+				return r;
+			}
+		}
+	}
+	return RS_REAL(getsockopt)(fd, level, name, optval, len);
 }

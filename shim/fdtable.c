@@ -82,11 +82,16 @@ static void store_state(struct rs_fd *e, enum rs_kind kind, unsigned flags)
 	__atomic_store_n(&e->state, (uint32_t)kind | (flags << 8), __ATOMIC_RELEASE);
 }
 
+void (*rs_fd_stale_batch_hook)(int fd, uint32_t old_state, void *batch);
+
 void rs_fd_created(int fd, enum rs_kind kind, unsigned flags)
 {
 	struct rs_fd *e = rs_fd_entry(fd);
 	if (!e)
 		return;
+	void *stale = __atomic_exchange_n(&e->batch, NULL, __ATOMIC_ACQ_REL);
+	if (stale && rs_fd_stale_batch_hook)
+		rs_fd_stale_batch_hook(fd, __atomic_load_n(&e->state, __ATOMIC_ACQUIRE), stale);
 	__atomic_add_fetch(&e->gen, 1, __ATOMIC_RELAXED);
 	e->rcvtimeo_us = e->sndtimeo_us = 0;
 	store_state(e, kind, flags | RS_FD_TRACKED);
@@ -336,6 +341,20 @@ static void set_cloexec(struct rs_fd *e)
 {
 	if (e->state)
 		__atomic_fetch_or(&e->state, (uint32_t)RS_FD_CLOEXEC << 8, __ATOMIC_RELAXED);
+}
+
+void rs_fd_for_each_batched(unsigned first, unsigned last, void (*fn)(int fd))
+{
+	for (unsigned c = first >> CHUNK_SHIFT; c < MAX_CHUNKS && c <= (last >> CHUNK_SHIFT); c++) {
+		struct rs_fd *chunk = __atomic_load_n(&chunks[c], __ATOMIC_ACQUIRE);
+		if (!chunk)
+			continue;
+		unsigned lo = c == (first >> CHUNK_SHIFT) ? (first & (CHUNK_SIZE - 1)) : 0;
+		unsigned hi = c == (last >> CHUNK_SHIFT) ? (last & (CHUNK_SIZE - 1)) : CHUNK_SIZE - 1;
+		for (unsigned i = lo; i <= hi; i++)
+			if (__atomic_load_n(&chunk[i].batch, __ATOMIC_ACQUIRE))
+				fn((int)((c << CHUNK_SHIFT) + i));
+	}
 }
 
 void rs_fd_closed_range(unsigned first, unsigned last)

@@ -66,6 +66,11 @@ void rs_fd_mark_all_shared(void);
 /* close_range(): forget, or mark close-on-exec, every fd in [first, last]. */
 void rs_fd_closed_range(unsigned first, unsigned last);
 void rs_fd_cloexec_range(unsigned first, unsigned last);
+/* Call fn for every fd in [first, last] that has batch state. */
+void rs_fd_for_each_batched(unsigned first, unsigned last, void (*fn)(int fd));
+/* Set by batch mode: state found on a number that was closed where the
+ * shim could not see it (the number now holds another file). */
+extern void (*rs_fd_stale_batch_hook)(int fd, uint32_t old_state, void *batch);
 /* What the fstat() the program made tells us, for free. */
 void rs_fd_note_stat(int fd, const struct stat *sb);
 /* SCM_RIGHTS: received fds are new numbers made without us; sent ones are

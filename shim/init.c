@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "config.h"
+#include "epoll.h"
 #include "entry.h"
 #include "fdtable.h"
 #include "init.h"
@@ -17,6 +19,14 @@
 
 int rs_state = RS_STATE_NEW;
 const struct rs_io *rs_mode_io = &rs_io_strict;
+
+/* Bytes queued before fork() are in the kernel before either process goes
+ * on, as they would be had write() not returned early. */
+static void atfork_prepare(void)
+{
+	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
+		rs_batch_flush_all();
+}
 
 static void atfork_parent(void)
 {
@@ -33,6 +43,10 @@ static void atfork_child(void)
 	rs_log_after_fork();
 	rs_thread_after_fork_child();
 	rs_fd_mark_all_shared();
+	if (rs_cfg.mode == RS_MODE_BATCH) {
+		rs_batch_after_fork_child();
+		rs_epoll_after_fork_child();
+	}
 }
 
 bool rs_init_now(void)
@@ -59,8 +73,10 @@ bool rs_init_now(void)
 	rs_stats_init();
 	rs_thread_init();
 	rs_signals_init();
-	pthread_atfork(NULL, atfork_parent, atfork_child);
-	rs_mode_io = &rs_io_strict;
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	rs_mode_io = rs_cfg.mode == RS_MODE_BATCH ? &rs_io_batch : &rs_io_strict;
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_init();
 	__atomic_store_n(&rs_state, RS_STATE_READY, __ATOMIC_RELEASE);
 
 	if (rs_log_level >= RS_LOG_INFO) {
@@ -81,17 +97,10 @@ __attribute__((constructor)) static void rs_constructor(void)
 
 __attribute__((destructor)) static void rs_destructor(void)
 {
-	if (__atomic_load_n(&rs_state, __ATOMIC_ACQUIRE) == RS_STATE_READY)
-		rs_stats_report_exit();
+	if (__atomic_load_n(&rs_state, __ATOMIC_ACQUIRE) != RS_STATE_READY)
+		return;
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_flush_all();
+	rs_stats_report_exit();
 }
 
-/* vfork() shares the parent's memory: a vfork child calling close() or
- * dup2() through the shim would rewrite the parent's fd table and use the
- * parent's ring. fork() gives the child its own copy, which is all a
- * conforming vfork child may rely on anyway. */
-RS_EXPORT pid_t vfork(void)
-{
-	return fork();
-}
-
-RS_EXPORT pid_t __vfork(void) RS_ALIAS(vfork);

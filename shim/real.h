@@ -80,7 +80,11 @@
 	X(pid_t, fork, (void))                                                 \
 	X(int, execve, (const char *, char *const[], char *const[]))           \
 	X(int, execveat, (int, const char *, char *const[], char *const[], int)) \
-	X(int, fexecve, (int, char *const[], char *const[]))
+	X(int, fexecve, (int, char *const[], char *const[]))                   \
+	X(int, execv, (const char *, char *const[]))                           \
+	X(int, execvp, (const char *, char *const[]))                          \
+	X(int, execvpe, (const char *, char *const[], char *const[]))          \
+	X(int, getsockopt, (int, int, int, void *, socklen_t *))
 
 #define RS_REAL_MEMBER(ret, name, params) ret(*name) params;
 struct rs_real_table {

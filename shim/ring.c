@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "config.h"
 #include "internal_fds.h"
 #include "log.h"
@@ -97,6 +98,11 @@ unsigned rs_ring_reap(struct rs_ring *r)
 {
 	unsigned head, n = 0;
 	struct io_uring_cqe *cqe;
+	/* A completion handler that needs an SQE may flush the SQ, but must
+	 * never reap: this loop owns the CQ head. */
+	if (r->reaping)
+		return 0;
+	r->reaping = true;
 	io_uring_for_each_cqe(&r->uring, head, cqe) {
 		n++;
 		uint64_t ud = cqe->user_data;
@@ -115,6 +121,7 @@ unsigned rs_ring_reap(struct rs_ring *r)
 		io_uring_cq_advance(&r->uring, n);
 		rs_count_n(RS_C_cqes, n);
 	}
+	r->reaping = false;
 	return n;
 }
 
@@ -401,6 +408,7 @@ char *rs_ring_bounce(struct rs_ring *r)
 static void destroy_ring(struct rs_ring *r)
 {
 	int fd = r->uring.ring_fd;
+	rs_ring_batch_free(r);
 	if (r->bounce)
 		munmap(r->bounce, RS_RING_BOUNCE_SIZE);
 	io_uring_queue_exit(&r->uring);

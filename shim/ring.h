@@ -38,6 +38,8 @@ struct rs_ring {
 	/* Bumped each time prepared SQEs are handed to the kernel: an SQE
 	 * prepared in the current epoch may still be changed. */
 	unsigned submit_epoch;
+	bool reaping;
+	bool files_registered; /* sparse direct-descriptor table (accept queue) */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
 

@@ -1,5 +1,7 @@
 #include <pthread.h>
 
+#include "batch.h"
+#include "config.h"
 #include "ring.h"
 #include "stats.h"
 #include "thread.h"
@@ -12,6 +14,8 @@ static bool key_ok;
 static void thread_exit_hook(void *arg)
 {
 	(void)arg;
+	if (rs_tls_ring && rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_ring_exit(rs_tls_ring);
 	exiting = true;
 	rs_ring_thread_exit();
 	rs_stats_thread_exit();

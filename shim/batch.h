@@ -1,0 +1,150 @@
+/* Batch mode: per-fd state the shim holds between calls.
+ *
+ *  - write-behind: bytes written to a nonblocking stream socket are copied
+ *    into the fd's queue and a send for them is prepared in the ring at once,
+ *    unsubmitted; later writes before the next io_uring_enter extend that same
+ *    send, so many small writes leave as one. Any io_uring_enter (epoll_wait,
+ *    a call that blocks, a full SQ, exit) submits it. Sends are MSG_DONTWAIT
+ *    and complete during the enter; what the socket did not take stays queued
+ *    and goes out when a POLLOUT poll fires.
+ *  - completion-based receive: TCP sockets the program watches (epoll, poll,
+ *    select) have a multishot recv armed into a provided-buffer ring; the bytes
+ *    land in the fd's stash and reads are served from it.
+ *  - completion-based accept (acceptq.c), and epoll/poll/select emulation
+ *    (epoll.c, pollsel.c) on top of the readiness kept here.
+ *
+ * Buffer ownership: the program's buffer is the program's again as soon as a
+ * call returns (its bytes were copied); queue and stash chunks belong to the
+ * fd state and are freed only once no submitted op refers to them (send_busy
+ * clear), and fd state is freed only when no op is in flight (refs).
+ *
+ * Locking: ring->lock (SQ/CQ, and every completion handler) is taken before
+ * fdb->lock; readiness is published in fdb->ready for readers that hold only
+ * an epoll lock. */
+#ifndef RS_BATCH_H
+#define RS_BATCH_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "acceptq.h"
+#include "bq.h"
+#include "io.h"
+#include "ring.h"
+
+#define RS_WB_IOV 32
+
+/* Readiness bits, the same values as EPOLL* / POLL*. */
+#define RS_EV_IN 0x001
+#define RS_EV_OUT 0x004
+#define RS_EV_ERR 0x008
+#define RS_EV_HUP 0x010
+#define RS_EV_RDHUP 0x2000
+
+enum {
+	FDB_WB = 1u << 0,	   /* write-behind allowed (stream socket) */
+	FDB_RX = 1u << 1,	   /* completion-based receive allowed (TCP) */
+	FDB_LISTEN = 1u << 2,	   /* listening socket */
+	FDB_CLOSED = 1u << 3,	   /* the program closed it: no new work */
+	FDB_NO_REARM = 1u << 4,	   /* receive must not be re-armed */
+	FDB_SHUT_WR = 1u << 5,	   /* program called shutdown(SHUT_WR/RDWR) */
+	FDB_SHUT_QUEUED = 1u << 6, /* ...to be issued once the queue drains */
+};
+
+struct rs_epitem;
+struct rs_acq;
+
+struct rs_fdb {
+	pthread_mutex_t lock;
+	int fd; /* number new SQEs use (a hidden dup after close) */
+	uint32_t gen;
+	uint32_t flags;
+	uint32_t ready; /* RS_EV_* snapshot, atomic */
+	unsigned refs;	/* 1 per fd number that maps here + 1 per op in flight */
+	unsigned nums;	/* fd numbers of the program that map here (dup) */
+
+	/* write-behind */
+	struct rs_bq wq;
+	struct rs_ring *send_ring; /* ring that holds the prepared/sent send */
+	struct io_uring_sqe *send_sqe;
+	unsigned send_epoch;
+	bool send_busy; /* a send referring to wq is in the kernel's hands */
+	size_t send_len;
+	struct msghdr send_msg;
+	struct iovec send_iov[RS_WB_IOV];
+	struct rs_op send_op;
+	bool pollout_armed;
+	struct rs_op pollout_op;
+	int wb_err; /* deferred error of a queued send */
+
+	/* receive */
+	struct rs_bq rq;
+	struct rs_ring *rx_ring;
+	bool rx_armed, rx_cancel_sent, rx_paused, rx_eof;
+	int rx_err;
+	struct rs_op rx_op;
+
+	/* accept */
+	struct rs_acq *acq;
+
+	struct rs_epitem *items; /* epoll registrations of this fd */
+	struct rs_fdb *all_next, *all_prev;
+};
+
+/* The batch backend (io_batch.c). */
+extern const struct rs_io rs_io_batch;
+
+/* fd state: lookup, creation, release (fdb.c). */
+struct rs_fdb *rs_fdb_get(int fd);
+struct rs_fdb *rs_fdb_attach(int fd, uint32_t st);
+void rs_fdb_ref(struct rs_fdb *b);
+void rs_fdb_unref(struct rs_fdb *b);
+/* Recompute b->ready and notify epoll items of an edge; b->lock held. */
+void rs_fdb_update_ready(struct rs_fdb *b, bool edge);
+/* A dup of a number with batch state (or of an emulated epoll fd). */
+void rs_batch_duped(int oldfd, int newfd);
+/* The program's number `fd` is about to be closed (close, dup2 onto it,
+ * close_range): settle whatever the shim holds for it first. */
+void rs_batch_number_closing(int fd);
+
+/* Write-behind (wb.c). All with r->lock held; b->lock taken inside. */
+long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, int cnt,
+		 size_t total);
+/* Submit and wait until b's queue is empty or failed (blocking paths,
+ * close with SO_LINGER, fork, exit). Returns 0 or -errno; r->lock held. */
+int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible);
+/* Like rs_wb_drain, but gives up after RS_FLUSH_STALL_MS without progress
+ * (exit, fork, thread exit): -ETIMEDOUT then. */
+#define RS_FLUSH_STALL_MS 2000
+int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b);
+/* Take the deferred error of a failed queued send, if any. */
+int rs_wb_take_error(struct rs_fdb *b);
+size_t rs_wb_pending_total(void);
+
+/* Receive (rx.c). */
+void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b);
+/* Cancel the armed receive and wait for it to end. r->lock held. */
+void rs_rx_disarm(struct rs_ring *r, struct rs_fdb *b);
+/* Serve a read from the stash. Returns bytes, 0 at EOF, -errno, or
+ * RS_RX_EMPTY when the stash has nothing and the caller must wait. */
+#define RS_RX_EMPTY (-4096 - 10)
+long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags);
+bool rs_rx_active(struct rs_fdb *b);
+/* Re-arm a receive paused for a full stash once reads made room. */
+void rs_rx_maybe_resume(struct rs_ring *r, struct rs_fdb *b);
+
+/* Process-wide moments (fdb.c): deliver every queued byte (exit, exec,
+ * before fork); give up ring r's ops (its thread exits); forget the
+ * parent's ops in a fork child. */
+void rs_batch_init(void);
+void rs_batch_flush_all(void);
+void rs_batch_ring_exit(struct rs_ring *r);
+void rs_batch_after_fork_child(void);
+
+/* Ring-level batch resources (provided buffers), created on first use. */
+struct rs_ring_batch;
+int rs_ring_batch_init(struct rs_ring *r);
+void rs_ring_batch_free(struct rs_ring *r);
+
+#endif

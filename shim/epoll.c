@@ -1,0 +1,612 @@
+/* epoll emulation: see epoll.h. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch.h"
+#include "epoll.h"
+#include "fdtable.h"
+#include "log.h"
+#include "real.h"
+#include "signals.h"
+#include "stats.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* What the kernel accepts together with EPOLLEXCLUSIVE. */
+#define EXCLUSIVE_OK_BITS                                                      \
+	(EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | EPOLLWRBAND | \
+	 EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+
+struct rs_epitem {
+	struct rs_epoll *ep;
+	struct rs_fdb *fdb;
+	uint32_t events;
+	epoll_data_t data;
+	bool on_ready, disabled;
+	struct rs_epitem *next_in_ep, *prev_in_ep;
+	struct rs_epitem *next_in_fdb;
+	struct rs_epitem *rnext, *rprev;
+};
+
+struct rs_epoll {
+	pthread_mutex_t lock;
+	struct rs_epoll *all_next, *all_prev;
+	int epfd;
+	unsigned refs;		/* numbers that refer to it + kernel poll in flight */
+	struct rs_ring *home;	/* ring whose thread waits; items are armed there */
+	unsigned nkernel;	/* fds registered in the real epoll */
+	bool kpoll_armed, kready;
+	struct rs_ring *kpoll_ring;
+	struct rs_op kpoll_op;
+	struct rs_epitem *items;
+	struct rs_epitem *ready_head, *ready_tail;
+};
+
+struct rs_epitem *rs_epitem_next_in_fdb(struct rs_epitem *it)
+{
+	return it->next_in_fdb;
+}
+
+static struct rs_epoll *lookup(int epfd)
+{
+	struct rs_fd *e = rs_fd_peek(epfd);
+	if (!e || RS_FD_KIND(__atomic_load_n(&e->state, __ATOMIC_ACQUIRE)) != RS_KIND_EPOLL)
+		return NULL;
+	return __atomic_load_n((struct rs_epoll **)&e->batch, __ATOMIC_ACQUIRE);
+}
+
+static struct rs_epoll *all_eps;
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void ep_unref(struct rs_epoll *ep)
+{
+	if (__atomic_sub_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_mutex_lock(&all_lock);
+	if (ep->all_prev)
+		ep->all_prev->all_next = ep->all_next;
+	else
+		all_eps = ep->all_next;
+	if (ep->all_next)
+		ep->all_next->all_prev = ep->all_prev;
+	pthread_mutex_unlock(&all_lock);
+	pthread_mutex_destroy(&ep->lock);
+	free(ep);
+}
+
+void rs_epoll_created(int epfd)
+{
+	struct rs_fd *e = rs_fd_peek(epfd);
+	if (!e)
+		return;
+	struct rs_epoll *ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return; /* stays a plain kernel epoll */
+	pthread_mutex_init(&ep->lock, NULL);
+	ep->epfd = epfd;
+	ep->refs = 1;
+	pthread_mutex_lock(&all_lock);
+	ep->all_next = all_eps;
+	if (all_eps)
+		all_eps->all_prev = ep;
+	all_eps = ep;
+	pthread_mutex_unlock(&all_lock);
+	__atomic_store_n((struct rs_epoll **)&e->batch, ep, __ATOMIC_RELEASE);
+}
+
+void rs_epoll_duped(int oldfd, int newfd)
+{
+	struct rs_epoll *ep = lookup(oldfd);
+	struct rs_fd *e = rs_fd_peek(newfd);
+	if (!ep || !e)
+		return;
+	__atomic_add_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL);
+	__atomic_store_n((struct rs_epoll **)&e->batch, ep, __ATOMIC_RELEASE);
+}
+
+/* ---- ready list (ep->lock held) ----------------------------------------- */
+
+static void ready_add(struct rs_epoll *ep, struct rs_epitem *it)
+{
+	if (it->on_ready)
+		return;
+	it->on_ready = true;
+	it->rnext = NULL;
+	it->rprev = ep->ready_tail;
+	if (ep->ready_tail)
+		ep->ready_tail->rnext = it;
+	else
+		ep->ready_head = it;
+	ep->ready_tail = it;
+}
+
+static void ready_del(struct rs_epoll *ep, struct rs_epitem *it)
+{
+	if (!it->on_ready)
+		return;
+	it->on_ready = false;
+	if (it->rprev)
+		it->rprev->rnext = it->rnext;
+	else
+		ep->ready_head = it->rnext;
+	if (it->rnext)
+		it->rnext->rprev = it->rprev;
+	else
+		ep->ready_tail = it->rprev;
+}
+
+static uint32_t item_mask(const struct rs_epitem *it, uint32_t ready)
+{
+	/* EPOLLERR and EPOLLHUP are reported whether asked for or not. */
+	return ready & (it->events | EPOLLERR | EPOLLHUP);
+}
+
+void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready)
+{
+	for (struct rs_epitem *it = b->items; it; it = it->next_in_fdb) {
+		struct rs_epoll *ep = it->ep;
+		pthread_mutex_lock(&ep->lock);
+		if (!it->disabled && item_mask(it, ready))
+			ready_add(ep, it);
+		pthread_mutex_unlock(&ep->lock);
+	}
+}
+
+/* ---- items --------------------------------------------------------------- */
+
+static struct rs_epitem *find_item(struct rs_epoll *ep, struct rs_fdb *b)
+{
+	if (!b)
+		return NULL;
+	for (struct rs_epitem *it = b->items; it; it = it->next_in_fdb)
+		if (it->ep == ep)
+			return it;
+	return NULL;
+}
+
+/* b->lock and ep->lock held. */
+static void unlink_item(struct rs_epitem *it)
+{
+	struct rs_epoll *ep = it->ep;
+	struct rs_fdb *b = it->fdb;
+	ready_del(ep, it);
+	if (it->prev_in_ep)
+		it->prev_in_ep->next_in_ep = it->next_in_ep;
+	else
+		ep->items = it->next_in_ep;
+	if (it->next_in_ep)
+		it->next_in_ep->prev_in_ep = it->prev_in_ep;
+	for (struct rs_epitem **p = &b->items; *p; p = &(*p)->next_in_fdb) {
+		if (*p == it) {
+			*p = it->next_in_fdb;
+			break;
+		}
+	}
+}
+
+void rs_epoll_forget_fdb(struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->items) {
+		struct rs_epitem *it = b->items;
+		struct rs_epoll *ep = it->ep;
+		pthread_mutex_lock(&ep->lock);
+		unlink_item(it);
+		pthread_mutex_unlock(&ep->lock);
+		free(it);
+		rs_fdb_unref(b);
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* Arm whatever makes b's readiness known on ring r. r->lock held. */
+static void arm_item(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	if (b->flags & FDB_LISTEN)
+		rs_acq_arm(r, b);
+	else
+		rs_rx_arm(r, b);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static bool want_kernel(uint32_t st)
+{
+	/* Only fds with batch state can be watched by the shim. */
+	return !(RS_FD_KIND(st) == RS_KIND_TCP || RS_FD_KIND(st) == RS_KIND_UNIX_STREAM);
+}
+
+/* ---- the kernel part: a multishot poll on the real epoll fd -------------- */
+
+static void kpoll_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	struct rs_epoll *ep = container_of(op, struct rs_epoll, kpoll_op);
+	pthread_mutex_lock(&ep->lock);
+	if (res > 0)
+		ep->kready = true;
+	bool ended = !(cflags & IORING_CQE_F_MORE);
+	if (ended)
+		ep->kpoll_armed = false;
+	pthread_mutex_unlock(&ep->lock);
+	if (ended)
+		ep_unref(ep);
+}
+
+static void kpoll_arm(struct rs_ring *r, struct rs_epoll *ep)
+{
+	if (ep->kpoll_armed || !ep->nkernel)
+		return;
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return;
+	io_uring_prep_poll_multishot(sqe, ep->epfd, POLLIN);
+	sqe->user_data = (uint64_t)(uintptr_t)&ep->kpoll_op;
+	ep->kpoll_op.complete = kpoll_done;
+	ep->kpoll_armed = true;
+	ep->kpoll_ring = r;
+	__atomic_add_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ---- epoll_ctl ------------------------------------------------------------ */
+
+static int kernel_ctl(struct rs_epoll *ep, int op, int fd, struct epoll_event *ev)
+{
+	int r = RS_REAL(epoll_ctl)(ep->epfd, op, fd, ev);
+	if (r < 0)
+		return -errno;
+	pthread_mutex_lock(&ep->lock);
+	if (op == EPOLL_CTL_ADD) {
+		ep->nkernel++;
+		ep->kready = true; /* it may be ready already */
+	} else if (op == EPOLL_CTL_DEL && ep->nkernel) {
+		ep->nkernel--;
+	} else if (op == EPOLL_CTL_MOD) {
+		ep->kready = true;
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return 0;
+}
+
+int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
+{
+	struct rs_epoll *ep = lookup(epfd);
+	if (!ep)
+		return RS_EPOLL_NOT_OURS;
+	struct epoll_event ev = { 0, { 0 } };
+	bool has_event = op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD;
+	if (has_event && rs_safe_copy(&ev, uev, sizeof(ev)))
+		return -EFAULT;
+	if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL)
+		return -EINVAL;
+	if (fd == epfd)
+		return -EINVAL;
+	uint32_t st = rs_fd_state(fd);
+	if (!st)
+		return -EBADF;
+	struct rs_fdb *b = want_kernel(st) ? NULL : rs_fdb_get(fd);
+	struct rs_epitem *it = NULL;
+	if (b) {
+		pthread_mutex_lock(&b->lock);
+		it = find_item(ep, b);
+		pthread_mutex_unlock(&b->lock);
+	}
+	if (has_event && (ev.events & EPOLLEXCLUSIVE)) {
+		if (op == EPOLL_CTL_MOD || (ev.events & ~EXCLUSIVE_OK_BITS))
+			return -EINVAL;
+	}
+
+	if (op == EPOLL_CTL_ADD && !it) {
+		if (!b && !want_kernel(st))
+			b = rs_fdb_attach(fd, st);
+		enum rs_ring_unavailable why;
+		struct rs_ring *r = b ? rs_ring_get(&why) : NULL;
+		if (!b || !r)
+			return kernel_ctl(ep, op, fd, uev);
+		/* A shim-watched fd must not also sit in the kernel epoll:
+		 * if the program added it before batch state existed, keep it
+		 * there. */
+		it = calloc(1, sizeof(*it));
+		if (!it)
+			return -ENOMEM;
+		it->ep = ep;
+		it->fdb = b;
+		it->events = ev.events;
+		it->data = ev.data;
+		rs_fdb_ref(b);
+		rs_ring_lock(r);
+		pthread_mutex_lock(&b->lock);
+		pthread_mutex_lock(&ep->lock);
+		it->next_in_ep = ep->items;
+		if (ep->items)
+			ep->items->prev_in_ep = it;
+		ep->items = it;
+		it->next_in_fdb = b->items;
+		b->items = it;
+		if (item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE)))
+			ready_add(ep, it);
+		pthread_mutex_unlock(&ep->lock);
+		pthread_mutex_unlock(&b->lock);
+		arm_item(r, b);
+		rs_ring_unlock(r);
+		return 0;
+	}
+	if (!it)
+		return kernel_ctl(ep, op, fd, uev);
+
+	switch (op) {
+	case EPOLL_CTL_ADD:
+		return -EEXIST;
+	case EPOLL_CTL_MOD:
+		pthread_mutex_lock(&b->lock);
+		pthread_mutex_lock(&ep->lock);
+		if (it->events & EPOLLEXCLUSIVE) {
+			pthread_mutex_unlock(&ep->lock);
+			pthread_mutex_unlock(&b->lock);
+			return -EINVAL;
+		}
+		it->events = ev.events;
+		it->data = ev.data;
+		it->disabled = false;
+		if (item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE)))
+			ready_add(ep, it);
+		else
+			ready_del(ep, it);
+		pthread_mutex_unlock(&ep->lock);
+		pthread_mutex_unlock(&b->lock);
+		return 0;
+	default: /* DEL */
+		pthread_mutex_lock(&b->lock);
+		pthread_mutex_lock(&ep->lock);
+		unlink_item(it);
+		pthread_mutex_unlock(&ep->lock);
+		pthread_mutex_unlock(&b->lock);
+		free(it);
+		rs_fdb_unref(b);
+		return 0;
+	}
+}
+
+/* ---- epoll_wait ----------------------------------------------------------- */
+
+/* Report ready shim items into evs (program memory). ep->lock held.
+ * Returns the count, or -EFAULT if nothing could be written. */
+static int collect(struct rs_epoll *ep, struct epoll_event *evs, int max)
+{
+	int n = 0;
+	struct rs_epitem *stop = ep->ready_tail;
+	struct rs_epitem *it = ep->ready_head;
+	while (it && n < max) {
+		struct rs_epitem *next = it->rnext;
+		bool last = it == stop;
+		ready_del(ep, it);
+		uint32_t mask = it->disabled ? 0
+					     : item_mask(it, __atomic_load_n(&it->fdb->ready,
+								      __ATOMIC_ACQUIRE));
+		if (mask) {
+			struct epoll_event ev;
+			ev.events = mask;
+			ev.data = it->data;
+			if (rs_safe_copy(&evs[n], &ev, sizeof(ev))) {
+				ready_add(ep, it);
+				return n ? n : -EFAULT;
+			}
+			n++;
+			if (it->events & EPOLLONESHOT)
+				it->disabled = true;
+			else if (!(it->events & EPOLLET))
+				ready_add(ep, it); /* level-triggered: asked again next time */
+		}
+		if (last)
+			break;
+		it = next;
+	}
+	return n;
+}
+
+/* Items armed on another thread's ring (the program moved its event loop
+ * to this thread): their completions must come here now. */
+static void adopt(struct rs_ring *r, struct rs_epoll *ep)
+{
+	ep->home = r;
+	struct rs_fdb *batch[64];
+	for (;;) {
+		int n = 0;
+		pthread_mutex_lock(&ep->lock);
+		for (struct rs_epitem *it = ep->items; it && n < 64; it = it->next_in_ep) {
+			struct rs_fdb *b = it->fdb;
+			if ((b->rx_armed && b->rx_ring != r) ||
+			    (!b->rx_armed && !(b->flags & FDB_LISTEN))) {
+				rs_fdb_ref(b);
+				batch[n++] = b;
+			}
+		}
+		pthread_mutex_unlock(&ep->lock);
+		for (int i = 0; i < n; i++) {
+			struct rs_fdb *b = batch[i];
+			if (b->rx_armed && b->rx_ring != r) {
+				rs_rx_disarm(r, b);
+				pthread_mutex_lock(&b->lock);
+				b->flags &= ~FDB_NO_REARM;
+				pthread_mutex_unlock(&b->lock);
+			}
+			arm_item(r, b);
+			rs_fdb_unref(b);
+		}
+		if (n < 64)
+			break;
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct timespec *timeout,
+		  const sigset_t *mask)
+{
+	struct rs_epoll *ep = lookup(epfd);
+	if (!ep)
+		return RS_EPOLL_NOT_OURS;
+	if (max <= 0 || max > INT_MAX / (int)sizeof(struct epoll_event))
+		return -EINVAL;
+	enum rs_ring_unavailable why;
+	struct rs_ring *r = rs_ring_get(&why);
+	if (!r)
+		return RS_EPOLL_NOT_OURS;
+	uint64_t deadline = 0;
+	bool forever = !timeout;
+	if (timeout) {
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000)
+			return -EINVAL;
+		deadline = now_ns() + (uint64_t)timeout->tv_sec * 1000000000u +
+			   (uint64_t)timeout->tv_nsec;
+	}
+	struct rs_sig_mark mark = rs_sig_mark();
+	int n = 0;
+
+	rs_ring_lock(r);
+	if (ep->home != r)
+		adopt(r, ep);
+	for (;;) {
+		/* One enter sends what was queued since the last call and runs
+		 * completions that arrived meanwhile. */
+		if (io_uring_sq_ready(&r->uring) || rs_ring_has_news(r))
+			rs_ring_poke(r);
+		rs_ring_reap(r);
+
+		pthread_mutex_lock(&ep->lock);
+		bool kcheck = ep->nkernel && ep->kready;
+		kpoll_arm(r, ep);
+		pthread_mutex_unlock(&ep->lock);
+		n = 0;
+		if (kcheck) {
+			n = RS_REAL(epoll_wait)(ep->epfd, evs, max, 0);
+			if (n < 0) {
+				n = -errno;
+				break;
+			}
+			pthread_mutex_lock(&ep->lock);
+			/* Level-triggered kernel items stay ready without a new
+			 * wakeup: look again next time as long as there were some. */
+			ep->kready = n > 0;
+			pthread_mutex_unlock(&ep->lock);
+		}
+		if (n < max) {
+			pthread_mutex_lock(&ep->lock);
+			int s = collect(ep, evs + n, max - n);
+			pthread_mutex_unlock(&ep->lock);
+			if (s < 0 && !n) {
+				n = s;
+				break;
+			}
+			if (s > 0)
+				n += s;
+		}
+		if (n || (timeout && !timeout->tv_sec && !timeout->tv_nsec))
+			break;
+
+		struct __kernel_timespec ts, *tsp = NULL;
+		if (!forever) {
+			uint64_t now = now_ns();
+			if (now >= deadline)
+				break;
+			ts.tv_sec = (long long)((deadline - now) / 1000000000u);
+			ts.tv_nsec = (long long)((deadline - now) % 1000000000u);
+			tsp = &ts;
+		}
+		rs_ring_wait_any(r, tsp, mask);
+		rs_ring_reap(r);
+		/* epoll_wait is never restarted: any handler ends it. */
+		if (rs_sig.delivered != mark.delivered) {
+			pthread_mutex_lock(&ep->lock);
+			bool ready = ep->ready_head || (ep->nkernel && ep->kready);
+			pthread_mutex_unlock(&ep->lock);
+			if (!ready) {
+				rs_count(RS_C_eintr);
+				n = -EINTR;
+				break;
+			}
+		}
+	}
+	rs_ring_unlock(r);
+	return n;
+}
+
+void rs_epoll_closed(int epfd)
+{
+	struct rs_fd *e = rs_fd_peek(epfd);
+	if (!e)
+		return;
+	struct rs_epoll *ep = __atomic_exchange_n((struct rs_epoll **)&e->batch, NULL,
+						  __ATOMIC_ACQ_REL);
+	if (ep)
+		rs_epoll_release(ep);
+}
+
+void rs_epoll_release(struct rs_epoll *ep)
+{
+	if (__atomic_load_n(&ep->refs, __ATOMIC_ACQUIRE) > 1 + (ep->kpoll_armed ? 1 : 0)) {
+		ep_unref(ep); /* another number still refers to it */
+		return;
+	}
+	/* Drop the shim's registrations, as the kernel does when the last
+	 * reference to an epoll file goes. */
+	for (;;) {
+		pthread_mutex_lock(&ep->lock);
+		struct rs_epitem *it = ep->items;
+		struct rs_fdb *b = it ? it->fdb : NULL;
+		if (b)
+			rs_fdb_ref(b);
+		pthread_mutex_unlock(&ep->lock);
+		if (!b)
+			break;
+		pthread_mutex_lock(&b->lock);
+		pthread_mutex_lock(&ep->lock);
+		if (it == ep->items) {
+			unlink_item(it);
+			free(it);
+			rs_fdb_unref(b);
+		}
+		pthread_mutex_unlock(&ep->lock);
+		pthread_mutex_unlock(&b->lock);
+		rs_fdb_unref(b);
+	}
+	ep_unref(ep);
+}
+
+uint32_t rs_epoll_poll_ready(int epfd)
+{
+	struct rs_epoll *ep = lookup(epfd);
+	if (!ep)
+		return 0;
+	pthread_mutex_lock(&ep->lock);
+	bool ready = false;
+	for (struct rs_epitem *it = ep->ready_head; it && !ready; it = it->rnext)
+		ready = !it->disabled &&
+			item_mask(it, __atomic_load_n(&it->fdb->ready, __ATOMIC_ACQUIRE));
+	pthread_mutex_unlock(&ep->lock);
+	return ready ? POLLIN : 0;
+}
+
+/* In a fork child every epoll instance is rebuilt lazily: its home ring
+ * and the kernel poll died with the parent's rings. */
+void rs_epoll_after_fork_child(void)
+{
+	pthread_mutex_init(&all_lock, NULL);
+	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next) {
+		pthread_mutex_init(&ep->lock, NULL);
+		ep->home = NULL;
+		if (ep->kpoll_armed) {
+			ep->kpoll_armed = false;
+			ep->refs--;
+		}
+		ep->kready = true;
+	}
+}

@@ -1,0 +1,42 @@
+/* epoll emulation for batch mode. Fds the shim serves (connected TCP and
+ * unix stream sockets, listening sockets) are watched by the shim itself:
+ * their readiness comes from the stash, the accept queue and the
+ * write-behind queue, with the kernel's level/edge/oneshot rules applied
+ * here. Every other fd is registered in the real epoll instance, which the
+ * shim watches through a multishot poll on its fd, so one io_uring_enter
+ * waits for both. */
+#ifndef RS_EPOLL_H
+#define RS_EPOLL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+struct rs_fdb;
+struct rs_epoll;
+
+/* Returned by the functions below when epfd is not one of ours: the caller
+ * uses the real call. */
+#define RS_EPOLL_NOT_OURS (-4096 - 20)
+
+void rs_epoll_created(int epfd);
+int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+/* timeout: NULL waits forever. */
+int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct timespec *timeout,
+		  const sigset_t *mask);
+/* The program closed epfd, or an fd the shim watches. */
+void rs_epoll_closed(int epfd);
+/* One number referring to ep is gone. */
+void rs_epoll_release(struct rs_epoll *ep);
+void rs_epoll_duped(int oldfd, int newfd);
+/* fd state changed readiness (fdb->lock held). */
+void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready);
+void rs_epoll_forget_fdb(struct rs_fdb *b);
+struct rs_epitem;
+struct rs_epitem *rs_epitem_next_in_fdb(struct rs_epitem *it);
+void rs_epoll_after_fork_child(void);
+/* Readiness of an epoll fd itself, for poll()/select() on it. */
+uint32_t rs_epoll_poll_ready(int epfd);
+
+#endif

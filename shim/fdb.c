@@ -1,0 +1,377 @@
+/* Lifetime and readiness of batch-mode fd state. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "config.h"
+#include "acceptq.h"
+#include "epoll.h"
+#include "fdtable.h"
+#include "internal_fds.h"
+#include "log.h"
+#include "real.h"
+#include "stats.h"
+
+/* Every fd state of the process, for exit, fork and thread exit. */
+static struct rs_fdb *all;
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct rs_fdb *rs_fdb_get(int fd)
+{
+	struct rs_fd *e = rs_fd_peek(fd);
+	if (!e)
+		return NULL;
+	struct rs_fdb *b = __atomic_load_n((struct rs_fdb **)&e->batch, __ATOMIC_ACQUIRE);
+	return b && RS_FD_KIND(__atomic_load_n(&e->state, __ATOMIC_ACQUIRE)) != RS_KIND_EPOLL ? b
+												 : NULL;
+}
+
+/* Which batch features suit an fd of this kind and state. */
+static uint32_t fdb_flags_for(uint32_t st)
+{
+	enum rs_kind k = RS_FD_KIND(st);
+	unsigned f = RS_FD_FLAGS(st);
+	if (!rs_kind_is_stream(k))
+		return 0;
+	if (f & RS_FD_LISTENING)
+		return FDB_LISTEN;
+	if (!(f & RS_FD_STREAM_CONNECTED))
+		return 0;
+	return FDB_WB | (k == RS_KIND_TCP ? FDB_RX : 0);
+}
+
+struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
+{
+	struct rs_fdb *b = rs_fdb_get(fd);
+	if (b)
+		return b;
+	uint32_t flags = fdb_flags_for(st);
+	struct rs_fd *e = rs_fd_peek(fd);
+	if (!flags || !e)
+		return NULL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	pthread_mutex_init(&b->lock, NULL);
+	b->fd = fd;
+	b->gen = __atomic_load_n(&e->gen, __ATOMIC_ACQUIRE);
+	b->flags = flags;
+	b->refs = 1;
+	b->nums = 1;
+	struct rs_fdb *none = NULL;
+	if (!__atomic_compare_exchange_n((struct rs_fdb **)&e->batch, &none, b, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_destroy(&b->lock);
+		free(b);
+		return none;
+	}
+	pthread_mutex_lock(&b->lock);
+	rs_fdb_update_ready(b, false);
+	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_lock(&all_lock);
+	b->all_next = all;
+	if (all)
+		all->all_prev = b;
+	all = b;
+	pthread_mutex_unlock(&all_lock);
+	rs_gauge_add(RS_G_FDS_MANAGED, 1);
+	return b;
+}
+
+void rs_fdb_ref(struct rs_fdb *b)
+{
+	__atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+void rs_fdb_unref(struct rs_fdb *b)
+{
+	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_mutex_lock(&all_lock);
+	if (b->all_prev)
+		b->all_prev->all_next = b->all_next;
+	else
+		all = b->all_next;
+	if (b->all_next)
+		b->all_next->all_prev = b->all_prev;
+	pthread_mutex_unlock(&all_lock);
+	rs_acq_free(b);
+	rs_gauge_add(RS_G_STASH_BYTES, -(int64_t)b->rq.bytes);
+	rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
+	rs_bq_clear(&b->rq);
+	rs_bq_clear(&b->wq);
+	if (b->fd >= 0 && rs_internal_fd_is(b->fd)) {
+		/* The hidden copy kept open for the last sends. */
+		rs_internal_fd_remove(b->fd);
+		RS_REAL(close)(b->fd);
+	}
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+	rs_gauge_add(RS_G_FDS_MANAGED, -1);
+}
+
+void rs_batch_duped(int oldfd, int newfd)
+{
+	struct rs_fd *o = rs_fd_peek(oldfd), *n = rs_fd_peek(newfd);
+	if (!o || !n)
+		return;
+	if (RS_FD_KIND(__atomic_load_n(&o->state, __ATOMIC_ACQUIRE)) == RS_KIND_EPOLL) {
+		rs_epoll_duped(oldfd, newfd);
+		return;
+	}
+	struct rs_fdb *b = rs_fdb_get(oldfd);
+	if (!b)
+		return;
+	/* Both numbers are one socket: they share its state, so bytes stashed
+	 * or queued through one are seen through the other in order. */
+	pthread_mutex_lock(&b->lock);
+	b->nums++;
+	pthread_mutex_unlock(&b->lock);
+	rs_fdb_ref(b);
+	__atomic_store_n((struct rs_fdb **)&n->batch, b, __ATOMIC_RELEASE);
+}
+
+/* The last number of b is going: cancel armed receives and accepts (so no
+ * completion can be taken for the next file that gets the number), and
+ * keep queued bytes going out through a hidden copy of the socket. */
+static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
+{
+	rs_rx_disarm(r, b);
+	if (b->flags & FDB_LISTEN)
+		rs_acq_close(r, b);
+	pthread_mutex_lock(&b->lock);
+	b->flags |= FDB_CLOSED | FDB_NO_REARM;
+	if (b->wq.bytes && !b->wb_err && b->fd == fd) {
+		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
+		if (hidden >= 0) {
+			b->fd = rs_internal_fd_move_high(hidden, NULL, NULL);
+			if (b->send_busy && b->send_sqe && b->send_ring &&
+			    b->send_epoch == b->send_ring->submit_epoch)
+				b->send_sqe->fd = b->fd; /* not yet seen by the kernel */
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	rs_epoll_forget_fdb(b);
+}
+
+/* A number was closed out of the shim's sight (raw syscall, or inside libc)
+ * and now holds another file: drop the old state without touching the
+ * number. */
+static void stale_batch(int fd, uint32_t old_state, void *batch)
+{
+	(void)fd;
+	if (RS_FD_KIND(old_state) == RS_KIND_EPOLL) {
+		rs_epoll_release(batch);
+		return;
+	}
+	struct rs_fdb *b = batch;
+	pthread_mutex_lock(&b->lock);
+	bool last = --b->nums == 0;
+	pthread_mutex_unlock(&b->lock);
+	if (last) {
+		enum rs_ring_unavailable why;
+		struct rs_ring *r = rs_ring_get(&why);
+		if (r) {
+			rs_ring_lock(r);
+			rs_rx_disarm(r, b);
+			rs_ring_unlock(r);
+		}
+		pthread_mutex_lock(&b->lock);
+		b->flags |= FDB_CLOSED | FDB_NO_REARM;
+		rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
+		rs_bq_clear(&b->wq);
+		pthread_mutex_unlock(&b->lock);
+		rs_epoll_forget_fdb(b);
+	}
+	rs_fdb_unref(b);
+}
+
+void rs_batch_init(void)
+{
+	rs_fd_stale_batch_hook = stale_batch;
+}
+
+void rs_batch_number_closing(int fd)
+{
+	struct rs_fd *e = rs_fd_peek(fd);
+	if (!e || !__atomic_load_n(&e->batch, __ATOMIC_ACQUIRE))
+		return;
+	if (RS_FD_KIND(__atomic_load_n(&e->state, __ATOMIC_ACQUIRE)) == RS_KIND_EPOLL) {
+		rs_epoll_closed(fd);
+		return;
+	}
+	struct rs_fdb *b = __atomic_exchange_n((struct rs_fdb **)&e->batch, NULL, __ATOMIC_ACQ_REL);
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->lock);
+	bool last = --b->nums == 0;
+	if (!last && b->fd == fd) {
+		/* Other numbers remain: new SQEs need a number that stays. */
+		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
+		if (hidden >= 0)
+			b->fd = rs_internal_fd_move_high(hidden, NULL, NULL);
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (last) {
+		enum rs_ring_unavailable why;
+		struct rs_ring *r = rs_ring_get(&why);
+		if (!r)
+			r = b->rx_ring ? b->rx_ring : b->send_ring;
+		if (r) {
+			rs_ring_lock(r);
+			close_last(r, b, fd);
+			rs_ring_unlock(r);
+		}
+	}
+	rs_fdb_unref(b);
+}
+
+/* Readiness as tcp_poll() would report it, from what the shim knows. */
+static uint32_t compute_ready(const struct rs_fdb *b)
+{
+	uint32_t r = 0;
+	if (b->flags & FDB_LISTEN)
+		return rs_acq_ready(b);
+	bool reset = b->rx_err == ECONNRESET || b->wb_err == ECONNRESET || b->wb_err == EPIPE;
+	if (b->rq.bytes || b->rx_eof || b->rx_err)
+		r |= RS_EV_IN;
+	if (b->rx_eof || b->rx_err)
+		r |= RS_EV_RDHUP;
+	if (b->rx_err || b->wb_err)
+		r |= RS_EV_ERR;
+	if (reset || (b->rx_eof && (b->flags & FDB_SHUT_WR)))
+		r |= RS_EV_HUP;
+	if (reset || (b->flags & FDB_SHUT_WR) || b->wq.bytes < rs_cfg.wb_fd_max)
+		r |= RS_EV_OUT;
+	if (reset)
+		r |= RS_EV_IN | RS_EV_RDHUP;
+	return r;
+}
+
+void rs_fdb_update_ready(struct rs_fdb *b, bool edge)
+{
+	uint32_t now = compute_ready(b);
+	uint32_t before = __atomic_exchange_n(&b->ready, now, __ATOMIC_ACQ_REL);
+	if ((edge || (now & ~before)) && b->items)
+		rs_epoll_wake_fdb(b, now);
+}
+
+/* Collect referenced fd states matching `want` (all_lock held briefly). */
+static int snapshot(struct rs_fdb **out, int max, bool (*want)(struct rs_fdb *, void *), void *arg)
+{
+	int n = 0;
+	pthread_mutex_lock(&all_lock);
+	for (struct rs_fdb *b = all; b && n < max; b = b->all_next) {
+		if (want(b, arg)) {
+			rs_fdb_ref(b);
+			out[n++] = b;
+		}
+	}
+	pthread_mutex_unlock(&all_lock);
+	return n;
+}
+
+static bool has_pending(struct rs_fdb *b, void *arg)
+{
+	(void)arg;
+	return (b->wq.bytes || b->send_busy) && !b->wb_err;
+}
+
+void rs_batch_flush_all(void)
+{
+	enum rs_ring_unavailable why;
+	struct rs_ring *r = rs_ring_get(&why);
+	if (!r)
+		return;
+	struct rs_fdb *list[256];
+	int n;
+	/* Each drain waits while bytes keep going out; a peer that reads
+	 * nothing for RS_FLUSH_STALL_MS gives up its bytes (as a dead peer
+	 * would never have read them from the socket buffer either). */
+	while ((n = snapshot(list, 256, has_pending, NULL)) > 0) {
+		rs_ring_lock(r);
+		for (int i = 0; i < n; i++) {
+			if (rs_wb_drain_bounded(r, list[i]) < 0)
+				rs_warn("write-behind to fd %d not delivered: the peer stopped reading",
+					list[i]->fd);
+		}
+		rs_ring_unlock(r);
+		for (int i = 0; i < n; i++)
+			rs_fdb_unref(list[i]);
+		if (n < 256)
+			break;
+	}
+}
+
+static bool on_ring(struct rs_fdb *b, void *arg)
+{
+	struct rs_ring *r = arg;
+	return b->rx_ring == r || b->send_ring == r || rs_acq_ring(b) == r;
+}
+
+void rs_batch_ring_exit(struct rs_ring *r)
+{
+	struct rs_fdb *list[256];
+	int n;
+	rs_ring_lock(r);
+	while ((n = snapshot(list, 256, on_ring, r)) > 0) {
+		for (int i = 0; i < n; i++) {
+			struct rs_fdb *b = list[i];
+			if (b->rx_ring == r && b->rx_armed) {
+				rs_rx_disarm(r, b);
+				pthread_mutex_lock(&b->lock);
+				/* Another thread's epoll_wait arms it again. */
+				b->flags &= ~FDB_NO_REARM;
+				b->rx_ring = NULL;
+				pthread_mutex_unlock(&b->lock);
+			}
+			if (b->send_ring == r)
+				rs_wb_drain_bounded(r, b);
+			pthread_mutex_lock(&b->lock);
+			if (b->send_ring == r && !b->send_busy && !b->pollout_armed)
+				b->send_ring = NULL;
+			pthread_mutex_unlock(&b->lock);
+			if (rs_acq_ring(b) == r)
+				rs_acq_close(r, b);
+		}
+		for (int i = 0; i < n; i++)
+			rs_fdb_unref(list[i]);
+		if (n < 256)
+			break;
+	}
+	rs_ring_unlock(r);
+}
+
+/* Child side of fork(): the parent's rings are gone here, and with them
+ * every op; bytes stashed or queued before the fork stay the parent's (see
+ * docs/semantics.md). */
+void rs_batch_after_fork_child(void)
+{
+	pthread_mutex_init(&all_lock, NULL);
+	struct rs_fdb *b = all, *next;
+	for (; b; b = next) {
+		next = b->all_next;
+		pthread_mutex_init(&b->lock, NULL);
+		rs_bq_clear(&b->rq);
+		rs_bq_clear(&b->wq);
+		b->send_ring = b->rx_ring = NULL;
+		b->send_sqe = NULL;
+		b->send_busy = b->pollout_armed = false;
+		b->rx_armed = b->rx_cancel_sent = b->rx_paused = false;
+		b->flags &= ~FDB_NO_REARM;
+		rs_acq_free(b);
+		unsigned items = 0;
+		for (struct rs_epitem *it = b->items; it; it = rs_epitem_next_in_fdb(it))
+			items++;
+		b->refs = b->nums + items;
+		if (!b->refs) {
+			if (b->fd >= 0 && rs_internal_fd_is(b->fd)) {
+				rs_internal_fd_remove(b->fd);
+				RS_REAL(close)(b->fd);
+			}
+			b->refs = 1;
+			rs_fdb_unref(b);
+		}
+	}
+}

@@ -1,0 +1,553 @@
+/* The batch backend: write-behind, reads from the stash, accepts from the
+ * queue; everything it does not cover goes to the strict backend, after
+ * whatever the shim holds for the fd has been dealt with so the byte order
+ * never changes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "batch.h"
+#include "config.h"
+#include "internal_fds.h"
+#include "io_strict.h"
+#include "log.h"
+#include "real.h"
+#include "signals.h"
+
+static bool nonblocking(const struct rs_call *c)
+{
+	return RS_FD_FLAGS(c->st) & RS_FD_NONBLOCK;
+}
+
+static bool wb_eligible(const struct rs_call *c)
+{
+	unsigned f = RS_FD_FLAGS(c->st);
+	return rs_kind_is_stream(RS_FD_KIND(c->st)) && (f & RS_FD_NONBLOCK) &&
+	       (f & RS_FD_STREAM_CONNECTED);
+}
+
+/* Whatever is queued for b must reach the kernel before a strict call may
+ * send after it. c->ring locked by the caller? No: takes it. */
+static int drain_before_strict(struct rs_call *c, struct rs_fdb *b)
+{
+	if (!b)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	bool pending = b->wq.bytes || b->send_busy;
+	int err = rs_wb_take_error(b);
+	pthread_mutex_unlock(&b->lock);
+	if (err)
+		return -err;
+	if (!pending)
+		return 0;
+	rs_ring_lock(c->ring);
+	int ret = rs_wb_drain(c->ring, b, true);
+	rs_ring_unlock(c->ring);
+	return ret;
+}
+
+/* ---- writes ------------------------------------------------------------- */
+
+static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int flags,
+		       bool sigpipe, bool *handled)
+{
+	*handled = false;
+	struct rs_fdb *b = rs_fdb_get(c->fd);
+	if (!b && wb_eligible(c) && !(flags & MSG_OOB))
+		b = rs_fdb_attach(c->fd, c->st);
+	if (!b || !(b->flags & FDB_WB) || !nonblocking(c) || (flags & MSG_OOB)) {
+		int err = drain_before_strict(c, b);
+		if (err) {
+			*handled = true;
+			if (err == -EPIPE && sigpipe)
+				rs_raise_sigpipe(NULL);
+			return err;
+		}
+		return 0;
+	}
+	*handled = true;
+	size_t total = 0;
+	for (int i = 0; i < cnt; i++)
+		total += iov[i].iov_len;
+	if (!total)
+		return 0;
+	rs_ring_lock(c->ring);
+	long n = rs_wb_write(c->ring, b, iov, cnt, total);
+	rs_ring_unlock(c->ring);
+	if (n == -EPIPE && sigpipe)
+		rs_raise_sigpipe(NULL);
+	if (n >= 0)
+		c->served = RS_C_served_writebehind;
+	return n;
+}
+
+static ssize_t b_write(struct rs_call *c, const void *buf, size_t len)
+{
+	if (rs_kind_is_stream(RS_FD_KIND(c->st))) {
+		struct iovec iov = { (void *)buf, len };
+		bool handled;
+		ssize_t n = wb_send(c, &iov, 1, 0, true, &handled);
+		if (handled)
+			return n;
+	}
+	return rs_io_strict.write(c, buf, len);
+}
+
+static ssize_t b_sendto(struct rs_call *c, const void *buf, size_t len, int flags,
+			const struct sockaddr *addr, socklen_t alen)
+{
+	if (!addr && rs_kind_is_stream(RS_FD_KIND(c->st))) {
+		struct iovec iov = { (void *)buf, len > INT_MAX ? INT_MAX : len };
+		bool handled;
+		ssize_t n = wb_send(c, &iov, 1, flags, !(flags & MSG_NOSIGNAL), &handled);
+		if (handled)
+			return n;
+	}
+	return rs_io_strict.sendto(c, buf, len, flags, addr, alen);
+}
+
+static ssize_t b_writev(struct rs_call *c, const struct iovec *iov, int cnt)
+{
+	if (rs_kind_is_stream(RS_FD_KIND(c->st)) && cnt > 0 && cnt <= IOV_MAX) {
+		struct iovec local[64];
+		if (cnt <= 64 && !rs_safe_copy(local, iov, (size_t)cnt * sizeof(*iov))) {
+			bool handled;
+			ssize_t n = wb_send(c, local, cnt, 0, true, &handled);
+			if (handled)
+				return n;
+		} else {
+			int err = drain_before_strict(c, rs_fdb_get(c->fd));
+			if (err)
+				return err;
+		}
+	}
+	return rs_io_strict.writev(c, iov, cnt);
+}
+
+static ssize_t b_sendmsg(struct rs_call *c, const struct msghdr *msg, int flags)
+{
+	struct msghdr m;
+	if (rs_kind_is_stream(RS_FD_KIND(c->st)) && !rs_safe_copy(&m, msg, sizeof(m)) &&
+	    !m.msg_name && !m.msg_controllen && m.msg_iovlen <= 64) {
+		struct iovec local[64];
+		if (!rs_safe_copy(local, m.msg_iov, m.msg_iovlen * sizeof(struct iovec))) {
+			bool handled;
+			ssize_t n = wb_send(c, local, (int)m.msg_iovlen, flags,
+					    !(flags & MSG_NOSIGNAL), &handled);
+			if (handled)
+				return n;
+		}
+	} else {
+		/* Ancillary data (SCM_RIGHTS...) travels with its bytes: send
+		 * it after everything queued before. */
+		int err = drain_before_strict(c, rs_fdb_get(c->fd));
+		if (err)
+			return err;
+	}
+	return rs_io_strict.sendmsg(c, msg, flags);
+}
+
+/* sendfile on a write-behind socket: read the range into the queue. */
+static ssize_t b_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t count)
+{
+	struct rs_fdb *b = rs_fdb_get(c->fd);
+	if (!b && wb_eligible(c))
+		b = rs_fdb_attach(c->fd, c->st);
+	uint32_t in_st = rs_fd_state(in_fd);
+	if (!b || !(b->flags & FDB_WB) || !nonblocking(c) || RS_FD_KIND(in_st) != RS_KIND_FILE) {
+		int err = drain_before_strict(c, b);
+		if (err) {
+			if (err == -EPIPE)
+				rs_raise_sigpipe(NULL);
+			return err;
+		}
+		return rs_io_strict.sendfile(c, in_fd, offp, count);
+	}
+	off_t off = -1;
+	if (offp) {
+		if (rs_safe_copy(&off, offp, sizeof(off)))
+			return -EFAULT;
+		if (off < 0)
+			return -EINVAL;
+	}
+	if (count > (size_t)(INT_MAX & ~4095))
+		count = (size_t)(INT_MAX & ~4095);
+	rs_ring_lock(c->ring);
+	char *bounce = rs_ring_bounce(c->ring);
+	rs_ring_unlock(c->ring);
+	if (!bounce)
+		return rs_io_strict.sendfile(c, in_fd, offp, count);
+	struct rs_call in = *c;
+	in.fd = in_fd;
+	in.st = in_st;
+	size_t done = 0;
+	ssize_t err = 0;
+	while (done < count) {
+		pthread_mutex_lock(&b->lock);
+		size_t room = b->wq.bytes < rs_cfg.wb_fd_max ? rs_cfg.wb_fd_max - b->wq.bytes : 0;
+		pthread_mutex_unlock(&b->lock);
+		size_t want = count - done;
+		if (want > RS_RING_BOUNCE_SIZE)
+			want = RS_RING_BOUNCE_SIZE;
+		if (want > room)
+			want = room;
+		if (!want) {
+			err = -EAGAIN; /* a full queue, as a full socket buffer */
+			break;
+		}
+		struct iovec riov = { bounce, want };
+		ssize_t got = rs_io_strict.preadv2(&in, &riov, 1, offp ? off + (off_t)done : -1, 0);
+		if (got <= 0) {
+			err = got;
+			break;
+		}
+		struct iovec wiov = { bounce, (size_t)got };
+		rs_ring_lock(c->ring);
+		long n = rs_wb_write(c->ring, b, &wiov, 1, (size_t)got);
+		rs_ring_unlock(c->ring);
+		if (n < 0) {
+			err = n;
+			if (!offp)
+				lseek(in_fd, -(off_t)got, SEEK_CUR);
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (offp) {
+		off_t end = off + (off_t)done;
+		if (rs_safe_copy(offp, &end, sizeof(end)))
+			return -EFAULT;
+	}
+	if (done) {
+		c->served = RS_C_served_writebehind;
+		return (ssize_t)done;
+	}
+	if (err == -EPIPE)
+		rs_raise_sigpipe(NULL);
+	return err;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait for news on rr (locked) for a blocking read. Returns 0 to look
+ * again, -EINTR, RS_TIMED_OUT. */
+static int wait_news(struct rs_call *c, struct rs_ring *rr, uint64_t deadline,
+		     struct rs_sig_mark *mark, bool never_restart)
+{
+	/* Our own queued sends go first: the peer may be waiting for them. */
+	if (rr != c->ring) {
+		rs_ring_lock(c->ring);
+		rs_ring_poke(c->ring);
+		rs_ring_unlock(c->ring);
+	}
+	struct __kernel_timespec ts, *tsp = NULL;
+	if (deadline) {
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return RS_TIMED_OUT;
+		ts.tv_sec = (long long)((deadline - now) / 1000000000u);
+		ts.tv_nsec = (long long)((deadline - now) % 1000000000u);
+		tsp = &ts;
+	}
+	rs_ring_wait_any(rr, tsp, NULL);
+	rs_ring_reap(rr);
+	if (rs_sig.delivered != mark->delivered) {
+		if (rs_sig_interrupted(mark, never_restart))
+			return -EINTR;
+		*mark = rs_sig_mark(); /* SA_RESTART: the read carries on */
+	}
+	return 0;
+}
+
+/* Serve a read from b's stash. Returns bytes, -errno, or RS_RX_EMPTY when
+ * the stash is not in use (the strict path reads the socket). */
+static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, int cnt,
+		       int flags)
+{
+	size_t want = 0;
+	for (int i = 0; i < cnt; i++)
+		want += iov[i].iov_len;
+	bool nb = nonblocking(c) || (flags & MSG_DONTWAIT);
+	uint64_t timeo = nb ? 0 : rs_strict_timeout_us(c, false);
+	uint64_t deadline = timeo ? now_ns() + timeo * 1000 : 0;
+	struct rs_sig_mark mark = rs_sig_mark();
+	size_t got = 0;
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		if (!rs_rx_active(b)) {
+			pthread_mutex_unlock(&b->lock);
+			return got ? (long)got : RS_RX_EMPTY;
+		}
+		long n = rs_rx_read(b, iov, cnt, flags);
+		struct rs_ring *rr = b->rx_ring;
+		bool resume = b->rx_paused && n > 0;
+		pthread_mutex_unlock(&b->lock);
+		if (resume && rr) {
+			rs_ring_lock(rr);
+			pthread_mutex_lock(&b->lock);
+			rs_rx_maybe_resume(rr, b);
+			pthread_mutex_unlock(&b->lock);
+			rs_ring_unlock(rr);
+		}
+		if (n != RS_RX_EMPTY) {
+			if (n < 0)
+				return got ? (long)got : n;
+			got += (size_t)n;
+			/* MSG_WAITALL: keep going until full, EOF or error. */
+			if (!(flags & MSG_WAITALL) || got >= want || n == 0 || (flags & MSG_PEEK))
+				return (long)got;
+			size_t skip = (size_t)n;
+			while (cnt && skip >= iov->iov_len) {
+				skip -= iov->iov_len;
+				iov++;
+				cnt--;
+			}
+			if (cnt) {
+				iov->iov_base = (char *)iov->iov_base + skip;
+				iov->iov_len -= skip;
+			}
+			continue;
+		}
+		if (!rr)
+			return got ? (long)got : RS_RX_EMPTY;
+		/* Nothing stashed: completions may be waiting to be run. */
+		rs_ring_lock(rr);
+		bool news = rs_ring_has_news(rr);
+		if (news) {
+			if (rr == c->ring)
+				rs_ring_poke(rr);
+			news = rs_ring_reap(rr) > 0;
+		}
+		if (news) {
+			rs_ring_unlock(rr);
+			continue;
+		}
+		if (nb) {
+			rs_ring_unlock(rr);
+			return got ? (long)got : -EAGAIN;
+		}
+		int w = wait_news(c, rr, deadline, &mark, timeo != 0);
+		rs_ring_unlock(rr);
+		if (w == RS_TIMED_OUT)
+			return got ? (long)got : -EAGAIN;
+		if (w < 0)
+			return got ? (long)got : w;
+	}
+}
+
+static bool stash_applies(struct rs_fdb *b, int flags)
+{
+	return b && !(flags & (MSG_OOB | MSG_ERRQUEUE)) && (b->flags & FDB_RX);
+}
+
+static ssize_t b_read(struct rs_call *c, void *buf, size_t len)
+{
+	struct rs_fdb *b = RS_FD_KIND(c->st) == RS_KIND_TCP ? rs_fdb_get(c->fd) : NULL;
+	if (stash_applies(b, 0)) {
+		if (!len)
+			return 0;
+		struct iovec iov = { buf, len > INT_MAX ? INT_MAX : len };
+		long n = stash_read(c, b, &iov, 1, 0);
+		if (n != RS_RX_EMPTY) {
+			c->served = RS_C_served_stash;
+			return n;
+		}
+	}
+	return rs_io_strict.read(c, buf, len);
+}
+
+/* recvfrom's address for a connected TCP socket: the kernel reports none. */
+static int no_addr(struct sockaddr *addr, socklen_t *alen)
+{
+	if (!addr)
+		return 0;
+	socklen_t ulen, zero = 0;
+	if (rs_safe_copy(&ulen, alen, sizeof(ulen)))
+		return -EFAULT;
+	if ((int)ulen < 0)
+		return -EINVAL;
+	return rs_safe_copy(alen, &zero, sizeof(zero)) ? -EFAULT : 0;
+}
+
+static ssize_t b_recvfrom(struct rs_call *c, void *buf, size_t len, int flags,
+			  struct sockaddr *addr, socklen_t *alen)
+{
+	struct rs_fdb *b = RS_FD_KIND(c->st) == RS_KIND_TCP ? rs_fdb_get(c->fd) : NULL;
+	if (stash_applies(b, flags)) {
+		struct iovec iov = { buf, len > INT_MAX ? INT_MAX : len };
+		long n = stash_read(c, b, &iov, 1, flags);
+		if (n != RS_RX_EMPTY) {
+			c->served = RS_C_served_stash;
+			if (n >= 0) {
+				int err = no_addr(addr, alen);
+				if (err)
+					return err;
+			}
+			return n;
+		}
+	}
+	return rs_io_strict.recvfrom(c, buf, len, flags, addr, alen);
+}
+
+static ssize_t b_readv(struct rs_call *c, const struct iovec *iov, int cnt)
+{
+	struct rs_fdb *b = RS_FD_KIND(c->st) == RS_KIND_TCP ? rs_fdb_get(c->fd) : NULL;
+	struct iovec local[64];
+	if (stash_applies(b, 0) && cnt > 0 && cnt <= 64 &&
+	    !rs_safe_copy(local, iov, (size_t)cnt * sizeof(*iov))) {
+		size_t total = 0;
+		for (int i = 0; i < cnt; i++)
+			total += local[i].iov_len;
+		if (!total)
+			return 0;
+		long n = stash_read(c, b, local, cnt, 0);
+		if (n != RS_RX_EMPTY) {
+			c->served = RS_C_served_stash;
+			return n;
+		}
+	}
+	return rs_io_strict.readv(c, iov, cnt);
+}
+
+static ssize_t b_recvmsg(struct rs_call *c, struct msghdr *msg, int flags)
+{
+	struct rs_fdb *b = RS_FD_KIND(c->st) == RS_KIND_TCP ? rs_fdb_get(c->fd) : NULL;
+	struct msghdr m;
+	struct iovec local[64];
+	if (stash_applies(b, flags) && !rs_safe_copy(&m, msg, sizeof(m)) && m.msg_iovlen <= 64 &&
+	    !rs_safe_copy(local, m.msg_iov, m.msg_iovlen * sizeof(struct iovec))) {
+		long n = stash_read(c, b, local, (int)m.msg_iovlen, flags);
+		if (n != RS_RX_EMPTY) {
+			c->served = RS_C_served_stash;
+			if (n >= 0) {
+				/* No address, no ancillary data, no flags: what TCP
+				 * reports for plain stream bytes. */
+				socklen_t zero = 0;
+				size_t zc = 0;
+				int zf = 0;
+				if ((m.msg_name && rs_safe_copy(&msg->msg_namelen, &zero, sizeof(zero))) ||
+				    rs_safe_copy(&msg->msg_controllen, &zc, sizeof(zc)) ||
+				    rs_safe_copy(&msg->msg_flags, &zf, sizeof(zf)))
+					return -EFAULT;
+			}
+			return n;
+		}
+	}
+	return rs_io_strict.recvmsg(c, msg, flags);
+}
+
+/* ---- accept, shutdown, close -------------------------------------------- */
+
+static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+	struct rs_fdb *b = rs_fdb_get(c->fd);
+	if (!b || !(b->flags & FDB_LISTEN) || !rs_acq_active(b))
+		return rs_io_strict.accept4(c, addr, alen, flags);
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+		return -EINVAL;
+	bool nb = nonblocking(c);
+	uint64_t timeo = nb ? 0 : rs_strict_timeout_us(c, false);
+	uint64_t deadline = timeo ? now_ns() + timeo * 1000 : 0;
+	struct rs_sig_mark mark = rs_sig_mark();
+	for (;;) {
+		struct rs_ring *qr = rs_acq_ring(b);
+		if (!qr)
+			return rs_io_strict.accept4(c, addr, alen, flags);
+		rs_ring_lock(qr);
+		int fd = rs_acq_take(qr, b, addr, alen, flags);
+		if (fd != RS_ACQ_EMPTY) {
+			rs_ring_unlock(qr);
+			c->served = RS_C_served_acceptq;
+			return fd;
+		}
+		bool news = rs_ring_has_news(qr);
+		if (news) {
+			if (qr == c->ring)
+				rs_ring_poke(qr);
+			news = rs_ring_reap(qr) > 0;
+		}
+		if (news) {
+			rs_ring_unlock(qr);
+			continue;
+		}
+		if (nb) {
+			rs_ring_unlock(qr);
+			return -EAGAIN;
+		}
+		int w = wait_news(c, qr, deadline, &mark, timeo != 0);
+		rs_ring_unlock(qr);
+		if (w == RS_TIMED_OUT)
+			return -EAGAIN;
+		if (w < 0)
+			return w;
+	}
+}
+
+static int b_shutdown(struct rs_call *c, int how)
+{
+	struct rs_fdb *b = rs_fdb_get(c->fd);
+	if (!b || !(b->flags & FDB_WB) || (how != SHUT_WR && how != SHUT_RDWR))
+		return rs_io_strict.shutdown(c, how);
+	pthread_mutex_lock(&b->lock);
+	bool pending = b->wq.bytes || b->send_busy;
+	b->flags |= FDB_SHUT_WR;
+	if (pending)
+		b->flags |= FDB_SHUT_QUEUED;
+	rs_fdb_update_ready(b, true);
+	pthread_mutex_unlock(&b->lock);
+	if (!pending)
+		return rs_io_strict.shutdown(c, how);
+	/* The write side closes once the queue has gone out (wb.c); the read
+	 * side can close now. */
+	return how == SHUT_RDWR ? rs_io_strict.shutdown(c, SHUT_RD) : 0;
+}
+
+/* close(): settle the shim's state for the number (fdb.c), then close it. */
+static int b_close(struct rs_call *c)
+{
+	rs_batch_number_closing(c->fd);
+	return rs_io_strict.close(c);
+}
+
+static ssize_t b_preadv2(struct rs_call *c, const struct iovec *iov, int cnt, off_t off, int fl)
+{
+	return rs_io_strict.preadv2(c, iov, cnt, off, fl);
+}
+
+static ssize_t b_pwritev2(struct rs_call *c, const struct iovec *iov, int cnt, off_t off, int fl)
+{
+	return rs_io_strict.pwritev2(c, iov, cnt, off, fl);
+}
+
+static int b_connect(struct rs_call *c, const struct sockaddr *addr, socklen_t alen)
+{
+	return rs_io_strict.connect(c, addr, alen);
+}
+
+const struct rs_io rs_io_batch = {
+	.read = b_read,
+	.write = b_write,
+	.readv = b_readv,
+	.writev = b_writev,
+	.preadv2 = b_preadv2,
+	.pwritev2 = b_pwritev2,
+	.recvfrom = b_recvfrom,
+	.recvmsg = b_recvmsg,
+	.sendto = b_sendto,
+	.sendmsg = b_sendmsg,
+	.sendfile = b_sendfile,
+	.accept4 = b_accept4,
+	.connect = b_connect,
+	.shutdown = b_shutdown,
+	.close = b_close,
+};

@@ -1,0 +1,245 @@
+/* Completion-based receive: a multishot recv per watched TCP socket, into a
+ * ring of provided buffers; each completion's bytes are copied to the fd's
+ * stash and the buffer goes straight back to the kernel, so one slow reader
+ * cannot starve the others of buffers. */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "batch.h"
+#include "config.h"
+#include "log.h"
+#include "stats.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+#define RX_BUFS 256
+#define RX_BUF_SIZE 4096
+#define RX_BGID 0
+
+struct rs_ring_batch {
+	struct io_uring_buf_ring *br;
+	char *bufs;
+	size_t br_size;
+	bool files_registered;
+};
+
+int rs_ring_batch_init(struct rs_ring *r)
+{
+	if (r->batch)
+		return 0;
+	struct rs_ring_batch *rb = mmap(NULL, sizeof(*rb), PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rb == MAP_FAILED)
+		return -ENOMEM;
+	rb->br_size = RX_BUFS * sizeof(struct io_uring_buf);
+	rb->br = mmap(NULL, rb->br_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	rb->bufs = mmap(NULL, (size_t)RX_BUFS * RX_BUF_SIZE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int ret = -ENOMEM;
+	if (rb->br != MAP_FAILED && rb->bufs != MAP_FAILED) {
+		struct io_uring_buf_reg reg;
+		memset(&reg, 0, sizeof(reg));
+		reg.ring_addr = (uint64_t)(uintptr_t)rb->br;
+		reg.ring_entries = RX_BUFS;
+		reg.bgid = RX_BGID;
+		ret = io_uring_register_buf_ring(&r->uring, &reg, 0);
+	}
+	if (ret) {
+		if (rb->br != MAP_FAILED)
+			munmap(rb->br, rb->br_size);
+		if (rb->bufs != MAP_FAILED)
+			munmap(rb->bufs, (size_t)RX_BUFS * RX_BUF_SIZE);
+		munmap(rb, sizeof(*rb));
+		rs_log_once(20, RS_LOG_INFO,
+			    "provided buffer rings unavailable (errno %d): reads stay one call each",
+			    -ret);
+		return ret;
+	}
+	io_uring_buf_ring_init(rb->br);
+	for (int i = 0; i < RX_BUFS; i++)
+		io_uring_buf_ring_add(rb->br, rb->bufs + (size_t)i * RX_BUF_SIZE, RX_BUF_SIZE,
+				      (unsigned short)i, io_uring_buf_ring_mask(RX_BUFS), i);
+	io_uring_buf_ring_advance(rb->br, RX_BUFS);
+	r->batch = rb;
+	return 0;
+}
+
+void rs_ring_batch_free(struct rs_ring *r)
+{
+	struct rs_ring_batch *rb = r->batch;
+	if (!rb)
+		return;
+	munmap(rb->br, rb->br_size);
+	munmap(rb->bufs, (size_t)RX_BUFS * RX_BUF_SIZE);
+	munmap(rb, sizeof(*rb));
+	r->batch = NULL;
+}
+
+static void recycle(struct rs_ring_batch *rb, unsigned bid)
+{
+	io_uring_buf_ring_add(rb->br, rb->bufs + (size_t)bid * RX_BUF_SIZE, RX_BUF_SIZE,
+			      (unsigned short)bid, io_uring_buf_ring_mask(RX_BUFS), 0);
+	io_uring_buf_ring_advance(rb->br, 1);
+}
+
+static void rx_done(struct rs_op *op, int res, uint32_t cflags);
+
+static void submit_cancel(struct rs_ring *r, struct rs_fdb *b)
+{
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&b->rx_op, 0);
+	sqe->user_data = 0;
+	b->rx_cancel_sent = true;
+}
+
+bool rs_rx_active(struct rs_fdb *b)
+{
+	return b->rx_armed || b->rq.bytes || b->rx_eof || b->rx_err;
+}
+
+void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
+{
+	if (b->rx_armed || !(b->flags & FDB_RX) || (b->flags & (FDB_CLOSED | FDB_NO_REARM)) ||
+	    b->rx_eof || b->rx_err || b->rx_paused)
+		return;
+	if (!r->batch && rs_ring_batch_init(r)) {
+		b->flags |= FDB_NO_REARM;
+		return;
+	}
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return;
+	io_uring_prep_recv_multishot(sqe, b->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RX_BGID;
+	sqe->user_data = (uint64_t)(uintptr_t)&b->rx_op;
+	b->rx_op.complete = rx_done;
+	b->rx_armed = true;
+	b->rx_cancel_sent = false;
+	b->rx_ring = r;
+	rs_fdb_ref(b);
+}
+
+static void rx_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	struct rs_fdb *b = container_of(op, struct rs_fdb, rx_op);
+	struct rs_ring *r = b->rx_ring;
+	bool more = cflags & IORING_CQE_F_MORE;
+	pthread_mutex_lock(&b->lock);
+	if (cflags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+		if (res > 0 && !(b->flags & FDB_CLOSED)) {
+			long n = rs_bq_append(&b->rq, r->batch->bufs + (size_t)bid * RX_BUF_SIZE,
+					      (size_t)res, 1);
+			if (n < 0) {
+				/* Out of memory: these bytes are lost, so the
+				 * stream must not pretend to go on. */
+				rs_warn("no memory to stash %d received bytes on fd %d", res, b->fd);
+				b->rx_err = ENOMEM;
+			} else {
+				rs_gauge_add(RS_G_STASH_BYTES, res);
+				rs_count_n(RS_C_stash_bytes_in, (uint64_t)res);
+			}
+		}
+		recycle(r->batch, bid);
+	}
+	if (res == 0)
+		b->rx_eof = true;
+	else if (res == -ENOBUFS)
+		rs_count(RS_C_enobufs_rearms);
+	else if (res < 0 && res != -ECANCELED)
+		b->rx_err = -res;
+	if (!more)
+		b->rx_armed = false;
+	if (b->rx_armed && !b->rx_cancel_sent && b->rq.bytes >= rs_cfg.stash_fd_max) {
+		/* Stop taking bytes the program is not reading: let the
+		 * kernel's buffer and TCP flow control push back instead. */
+		b->rx_paused = true;
+		submit_cancel(r, b);
+	}
+	if (!more && res != -ECANCELED)
+		rs_rx_arm(r, b); /* buffers ran out, or the CQ overflowed */
+	rs_fdb_update_ready(b, res > 0 || !more);
+	pthread_mutex_unlock(&b->lock);
+	if (!more)
+		rs_fdb_unref(b);
+}
+
+void rs_rx_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->flags |= FDB_NO_REARM;
+	struct rs_ring *rr = b->rx_ring;
+	bool armed = b->rx_armed;
+	pthread_mutex_unlock(&b->lock);
+	if (!armed)
+		return;
+	if (rr != r) {
+		rs_ring_unlock(r);
+		rs_ring_lock(rr);
+	}
+	pthread_mutex_lock(&b->lock);
+	if (b->rx_armed && !b->rx_cancel_sent)
+		submit_cancel(rr, b);
+	pthread_mutex_unlock(&b->lock);
+	for (;;) {
+		rs_ring_reap(rr);
+		pthread_mutex_lock(&b->lock);
+		armed = b->rx_armed;
+		pthread_mutex_unlock(&b->lock);
+		if (!armed)
+			break;
+		rs_ring_wait_any(rr, NULL, NULL);
+	}
+	if (rr != r) {
+		rs_ring_unlock(rr);
+		rs_ring_lock(r);
+	}
+}
+
+long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)
+{
+	if (b->rq.bytes) {
+		long n;
+		if ((flags & MSG_TRUNC) && !(flags & MSG_PEEK)) {
+			/* TCP MSG_TRUNC: discard without copying. */
+			size_t want = 0;
+			for (int i = 0; i < cnt; i++)
+				want += iov[i].iov_len;
+			n = (long)(want < b->rq.bytes ? want : b->rq.bytes);
+			rs_bq_consume(&b->rq, (size_t)n);
+		} else {
+			n = rs_bq_copyout_iov(&b->rq, iov, cnt, flags & MSG_PEEK);
+		}
+		if (n > 0 && !(flags & MSG_PEEK)) {
+			rs_gauge_add(RS_G_STASH_BYTES, -n);
+			rs_fdb_update_ready(b, false);
+		}
+		return n;
+	}
+	if (b->rx_err) {
+		/* Reported once, like sk_err; the stream then reads as ended. */
+		int err = b->rx_err;
+		if (!(flags & MSG_PEEK)) {
+			b->rx_err = 0;
+			b->rx_eof = true;
+			rs_fdb_update_ready(b, false);
+		}
+		return -err;
+	}
+	if (b->rx_eof)
+		return 0;
+	return RS_RX_EMPTY;
+}
+
+/* After a read drained the stash below half its limit, take bytes again. */
+void rs_rx_maybe_resume(struct rs_ring *r, struct rs_fdb *b)
+{
+	if (b->rx_paused && !b->rx_armed && b->rq.bytes < rs_cfg.stash_fd_max / 2) {
+		b->rx_paused = false;
+		rs_rx_arm(r, b);
+	}
+}

@@ -1,0 +1,282 @@
+/* Write-behind: see batch.h. */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "batch.h"
+#include "config.h"
+#include "log.h"
+#include "stats.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+static size_t pending_total; /* all queues of the process, atomic */
+
+size_t rs_wb_pending_total(void)
+{
+	return __atomic_load_n(&pending_total, __ATOMIC_RELAXED);
+}
+
+static void account(struct rs_fdb *b, long delta)
+{
+	(void)b;
+	__atomic_add_fetch(&pending_total, (size_t)delta, __ATOMIC_RELAXED);
+	rs_gauge_add(RS_G_WB_PENDING, delta);
+}
+
+static void send_done(struct rs_op *op, int res, uint32_t cflags);
+static void pollout_done(struct rs_op *op, int res, uint32_t cflags);
+
+/* The send SQE prepared earlier is still in r's SQ, not yet seen by the
+ * kernel: it can be widened to cover bytes queued since. */
+static bool send_unsubmitted(const struct rs_fdb *b, const struct rs_ring *r)
+{
+	return b->send_busy && b->send_sqe && b->send_ring == r &&
+	       b->send_epoch == r->submit_epoch;
+}
+
+static size_t describe(struct rs_fdb *b)
+{
+	int n = rs_bq_iov(&b->wq, b->send_iov, RS_WB_IOV, (size_t)1 << 30);
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += b->send_iov[i].iov_len;
+	b->send_msg.msg_iovlen = (size_t)n;
+	return len;
+}
+
+/* Make sure a send for the queue's head is in r (r->lock and b->lock
+ * held). One send per fd at a time keeps the byte order. */
+static void prep_send(struct rs_ring *r, struct rs_fdb *b)
+{
+	if (send_unsubmitted(b, r)) {
+		b->send_len = describe(b);
+		return;
+	}
+	if (b->send_busy || b->pollout_armed || b->wb_err || !b->wq.bytes)
+		return;
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return; /* retried at the next flush point */
+	memset(&b->send_msg, 0, sizeof(b->send_msg));
+	b->send_msg.msg_iov = b->send_iov;
+	b->send_len = describe(b);
+	/* MSG_DONTWAIT: the send finishes during the enter that submits it,
+	 * so no op keeps pointing at the queue afterwards; what the socket
+	 * does not take waits for POLLOUT. */
+	io_uring_prep_sendmsg(sqe, b->fd, &b->send_msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	sqe->user_data = (uint64_t)(uintptr_t)&b->send_op;
+	b->send_op.complete = send_done;
+	b->send_sqe = sqe;
+	b->send_epoch = r->submit_epoch;
+	b->send_ring = r;
+	b->send_busy = true;
+	rs_fdb_ref(b);
+}
+
+static void prep_pollout(struct rs_ring *r, struct rs_fdb *b)
+{
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return;
+	io_uring_prep_poll_add(sqe, b->fd, POLLOUT);
+	sqe->user_data = (uint64_t)(uintptr_t)&b->pollout_op;
+	b->pollout_op.complete = pollout_done;
+	b->pollout_armed = true;
+	rs_fdb_ref(b);
+}
+
+static void prep_shutdown(struct rs_ring *r, struct rs_fdb *b)
+{
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return;
+	io_uring_prep_shutdown(sqe, b->fd, SHUT_WR);
+	sqe->user_data = 0; /* its errors were reported by shutdown() already */
+	b->flags &= ~FDB_SHUT_QUEUED;
+}
+
+static void send_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	(void)cflags;
+	struct rs_fdb *b = container_of(op, struct rs_fdb, send_op);
+	struct rs_ring *r = b->send_ring;
+	pthread_mutex_lock(&b->lock);
+	b->send_busy = false;
+	b->send_sqe = NULL;
+	bool was_full = b->wq.bytes >= rs_cfg.wb_fd_max;
+	if (res > 0) {
+		rs_bq_consume(&b->wq, (size_t)res);
+		account(b, -res);
+		rs_count_n(RS_C_wb_bytes, (uint64_t)res);
+	} else if (res < 0 && res != -EAGAIN) {
+		/* The connection is gone; the bytes can never be sent. The
+		 * error is reported on the fd's next call, as the kernel
+		 * reports a pending socket error. */
+		b->wb_err = -res;
+		account(b, -(long)b->wq.bytes);
+		rs_bq_clear(&b->wq);
+		rs_count(RS_C_deferred_errors);
+	}
+	if (b->wq.bytes && !b->wb_err) {
+		if (res == -EAGAIN || (res >= 0 && (size_t)res < b->send_len))
+			prep_pollout(r, b); /* the socket is full */
+		else
+			prep_send(r, b); /* more than one send's worth */
+	} else if ((b->flags & FDB_SHUT_QUEUED) && !b->wb_err) {
+		prep_shutdown(r, b);
+	}
+	bool edge = was_full && b->wq.bytes < rs_cfg.wb_fd_max;
+	rs_fdb_update_ready(b, edge || b->wb_err);
+	pthread_mutex_unlock(&b->lock);
+	rs_fdb_unref(b);
+}
+
+static void pollout_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	(void)res;
+	(void)cflags;
+	struct rs_fdb *b = container_of(op, struct rs_fdb, pollout_op);
+	struct rs_ring *r = b->send_ring;
+	pthread_mutex_lock(&b->lock);
+	b->pollout_armed = false;
+	prep_send(r, b);
+	pthread_mutex_unlock(&b->lock);
+	rs_fdb_unref(b);
+}
+
+int rs_wb_take_error(struct rs_fdb *b)
+{
+	int err = b->wb_err;
+	if (err) {
+		b->wb_err = 0;
+		rs_fdb_update_ready(b, false);
+	}
+	return err;
+}
+
+long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, int cnt,
+		 size_t total)
+{
+	pthread_mutex_lock(&b->lock);
+	long ret;
+	int err = rs_wb_take_error(b);
+	if (err) {
+		ret = -err;
+		goto out;
+	}
+	if (b->flags & FDB_SHUT_WR) {
+		ret = -EPIPE;
+		goto out;
+	}
+	size_t room = b->wq.bytes < rs_cfg.wb_fd_max ? rs_cfg.wb_fd_max - b->wq.bytes : 0;
+	size_t all = rs_wb_pending_total();
+	size_t proc_room = all < rs_cfg.wb_max ? rs_cfg.wb_max - all : 0;
+	if (proc_room < room)
+		room = proc_room;
+	if (!room) {
+		/* What a full socket buffer does: EAGAIN now, EPOLLOUT once the
+		 * queue drains. */
+		ret = -EAGAIN;
+		goto out;
+	}
+	size_t want = total < room ? total : room;
+	size_t done = 0;
+	for (int i = 0; i < cnt && done < want; i++) {
+		size_t take = iov[i].iov_len < want - done ? iov[i].iov_len : want - done;
+		if (!take)
+			continue;
+		long n = rs_bq_append(&b->wq, iov[i].iov_base, take, 0);
+		if (n < 0) {
+			if (!done) {
+				ret = n;
+				goto out;
+			}
+			break; /* a later bad buffer: like the kernel, keep what got in */
+		}
+		done += take;
+	}
+	account(b, (long)done);
+	prep_send(r, b);
+	rs_fdb_update_ready(b, false);
+	ret = (long)done;
+out:
+	pthread_mutex_unlock(&b->lock);
+	return ret;
+}
+
+int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
+{
+	struct rs_sig_mark mark = rs_sig_mark();
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		bool idle = !b->wq.bytes && !b->send_busy;
+		int err = b->wb_err;
+		struct rs_ring *sr = b->send_busy || b->pollout_armed ? b->send_ring : r;
+		if (!idle && !err && !b->send_busy && !b->pollout_armed)
+			prep_send(r, b);
+		pthread_mutex_unlock(&b->lock);
+		if (idle || err)
+			return 0;
+		if (interruptible && rs_sig_interrupted(&mark, true))
+			return -EINTR;
+		if (sr != r) {
+			/* The send lives in another thread's ring: reap it
+			 * there (that thread runs its completion work). */
+			rs_ring_unlock(r);
+			rs_ring_lock(sr);
+			rs_ring_reap(sr);
+			if (!rs_ring_reap(sr))
+				rs_ring_wait_any(sr, NULL, NULL);
+			rs_ring_reap(sr);
+			rs_ring_unlock(sr);
+			rs_ring_lock(r);
+		} else {
+			rs_ring_wait_any(r, NULL, NULL);
+			rs_ring_reap(r);
+		}
+	}
+}
+
+int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
+{
+	struct timespec last;
+	clock_gettime(CLOCK_MONOTONIC, &last);
+	size_t before = (size_t)-1;
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		bool idle = !b->wq.bytes && !b->send_busy;
+		size_t left = b->wq.bytes;
+		bool err = b->wb_err != 0;
+		if (!idle && !err && !b->send_busy && !b->pollout_armed)
+			prep_send(r, b);
+		struct rs_ring *sr = b->send_ring;
+		pthread_mutex_unlock(&b->lock);
+		if (idle || err)
+			return 0;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (left != before) {
+			before = left;
+			last = now;
+		} else if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >
+			   RS_FLUSH_STALL_MS) {
+			return -ETIMEDOUT;
+		}
+		struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
+		if (sr && sr != r) {
+			rs_ring_unlock(r);
+			rs_ring_lock(sr);
+			rs_ring_reap(sr);
+			rs_ring_wait_any(sr, &ts, NULL);
+			rs_ring_reap(sr);
+			rs_ring_unlock(sr);
+			rs_ring_lock(r);
+		} else {
+			rs_ring_wait_any(r, &ts, NULL);
+			rs_ring_reap(r);
+		}
+	}
+}
