@@ -96,4 +96,84 @@ static inline void t_die(const char *what)
 	exit(99);
 }
 
+/* ---- helpers for tests that need another process or thread to act while
+ * the test is blocked in a call (added for the semantics tests) ---------- */
+#include <fcntl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* State letter of /proc/PID/task/TID/stat (TID 0: the process's main
+ * thread), or 0 if it cannot be read. Uses raw read() on a /proc file, which
+ * every libc and the shim pass straight through. */
+static inline char t_task_state(pid_t pid, pid_t tid)
+{
+	char path[64], buf[512];
+	if (tid > 0)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static inline void t_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Wait until the task has been asleep ('S') for 5 checks in a row, 10 ms
+ * apart, then 20 ms more: it is then blocked in the call under test, not
+ * passing through a short sleep on the way. Gives up after ~20 s (the test
+ * then fails visibly rather than hanging). Only the caller's timing
+ * depends on this, never the transcript. */
+static inline void t_wait_blocked_task(pid_t pid, pid_t tid)
+{
+	int in_a_row = 0;
+	for (int i = 0; i < 2000 && in_a_row < 5; i++) {
+		char s = t_task_state(pid, tid);
+		in_a_row = s == 'S' ? in_a_row + 1 : 0;
+		t_sleep_ms(10);
+	}
+	t_sleep_ms(20);
+}
+
+static inline void t_wait_blocked(pid_t pid)
+{
+	t_wait_blocked_task(pid, 0);
+}
+
+/* FNV-1a over a buffer, continuing from `h` (start with T_FNV_INIT). */
+#define T_FNV_INIT 1469598103934665603ULL
+static inline uint64_t t_fnv(uint64_t h, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* "exit N" / "signal NAME" for a waitpid() status. */
+static inline const char *t_status(int status)
+{
+	static char buf[64];
+	if (WIFEXITED(status))
+		snprintf(buf, sizeof(buf), "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, sizeof(buf), "signal %s", sigabbrev_np(WTERMSIG(status)) ?: "?");
+	else
+		snprintf(buf, sizeof(buf), "status 0x%x", status);
+	return buf;
+}
+
 #endif
