@@ -22,12 +22,17 @@ all: lib demo-apps tests
 
 lib: $(SHIM_LIB)
 
-$(BUILD)/shim/%.o: shim/%.c $(wildcard shim/*.h) Makefile
+# `make V=1` shows the commands.
+Q = $(if $(V),,@)
+
+$(BUILD)/shim/%.o: shim/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(SHIM_CFLAGS) -MMD -c $< -o $@
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(SHIM_CFLAGS) -MMD -c $< -o $@
 
 $(SHIM_LIB): $(SHIM_OBJS) shim/libringshim.map
-	$(CC) -shared -o $@ $(SHIM_OBJS) -Wl,--version-script=shim/libringshim.map \
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -shared -o $@ $(SHIM_OBJS) -Wl,--version-script=shim/libringshim.map \
 	      -Wl,-z,now -Wl,-z,relro -Wl,-Bsymbolic $(LDFLAGS) $(URING_LIBS) -ldl -pthread $(SAN_LDFLAGS)
 
 -include $(SHIM_OBJS:.o=.d)

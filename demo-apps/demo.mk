@@ -19,4 +19,5 @@ $(BUILD)/demo/rs-echo-uring: DEMO_LIBS := -l:liburing.a
 
 $(BUILD)/demo/%: demo-apps/%.c demo-apps/common.c $(DEMO_HDRS) demo-apps/demo.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(DEMO_LIBS) $(SAN_LDFLAGS)
+	$(if $(Q),@echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(DEMO_LIBS) $(SAN_LDFLAGS)

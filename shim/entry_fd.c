@@ -252,10 +252,12 @@ RS_EXPORT int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	void *arg = va_arg(ap, void *);
 	va_end(ap);
+	int iarg = (int)(intptr_t)arg;
+	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && rs_ready())
+		rs_internal_fds_clear_from(iarg);
 	int r = RS_REAL(fcntl64)(fd, cmd, arg);
 	if (r < 0 || !rs_ready())
 		return r;
-	int iarg = (int)(intptr_t)arg;
 	switch (cmd) {
 	case F_DUPFD:
 		duped(fd, r, false);
@@ -342,4 +344,34 @@ RS_EXPORT int fclose(FILE *f)
 		}
 	}
 	return RS_REAL(fclose)(f);
+}
+
+/* Raising the fd limit can bring the shim's own fds into the program's
+ * range: they move out of the way. */
+RS_EXPORT int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
+{
+	int r = RS_REAL(setrlimit)(res, rl);
+	if (r == 0 && res == RLIMIT_NOFILE && rs_ready())
+		rs_internal_fds_rlimit_changed();
+	return r;
+}
+
+RS_EXPORT int setrlimit64(__rlimit_resource_t res, const struct rlimit64 *rl)
+{
+	return setrlimit(res, (const struct rlimit *)rl);
+}
+
+RS_EXPORT int prlimit(pid_t pid, __rlimit_resource_t res, const struct rlimit *nrl,
+		      struct rlimit *orl)
+{
+	int r = RS_REAL(prlimit)(pid, res, nrl, orl);
+	if (r == 0 && nrl && res == RLIMIT_NOFILE && (pid == 0 || pid == getpid()) && rs_ready())
+		rs_internal_fds_rlimit_changed();
+	return r;
+}
+
+RS_EXPORT int prlimit64(pid_t pid, __rlimit_resource_t res, const struct rlimit64 *nrl,
+			struct rlimit64 *orl)
+{
+	return prlimit(pid, res, (const struct rlimit *)nrl, (struct rlimit *)orl);
 }

@@ -6,6 +6,7 @@
 
 #include "batch.h"
 #include "entry.h"
+#include "io_strict.h"
 #include "real.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
@@ -199,16 +200,6 @@ RS_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 	return r;
 }
 
-static uint64_t timeval_us(const void *optval, socklen_t len)
-{
-	if (len < sizeof(struct timeval))
-		return 0;
-	const struct timeval *tv = optval;
-	if (tv->tv_sec < 0)
-		return 0;
-	return (uint64_t)tv->tv_sec * 1000000u + (uint64_t)tv->tv_usec;
-}
-
 RS_EXPORT int setsockopt(int fd, int level, int name, const void *optval, socklen_t len)
 {
 	int r = RS_REAL(setsockopt)(fd, level, name, optval, len);
@@ -224,7 +215,7 @@ RS_EXPORT int setsockopt(int fd, int level, int name, const void *optval, sockle
 		uint32_t st = rs_fd_state(fd);
 		if (!e || RS_FD_KIND(st) == RS_KIND_UNKNOWN)
 			return r;
-		uint64_t us = timeval_us(optval, len);
+		uint64_t us = rs_strict_timeo_from_user(fd, name, optval);
 		bool rcv = name == SO_RCVTIMEO
 #ifdef SO_RCVTIMEO_NEW
 			   || name == SO_RCVTIMEO_NEW

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -36,27 +37,55 @@ static void recompute_bounds(void)
 	__atomic_store_n(&highest, hi, __ATOMIC_RELEASE);
 }
 
-static int high_floor(void)
+/* The highest free number in [lo, hi] for a copy of fd (close-on-exec),
+ * found by probing with F_DUPFD, which gives the lowest free number at or
+ * above its argument. -1 if there is none. */
+static int dup_into_range(int fd, long lo, long hi)
 {
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-		return 1024;
-	long soft = (long)rl.rlim_cur;
-	if (soft <= 64)
-		return -1;
-	long floor = soft - 256;
-	if (floor < soft * 3 / 4)
-		floor = soft * 3 / 4;
-	return (int)floor;
+	for (long from = hi; from >= lo && from >= 0; from -= hi - from < 64 ? 1 : 64) {
+		int nfd = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, (int)from);
+		if (nfd < 0)
+			continue;
+		if (nfd <= hi)
+			return nfd;
+		RS_REAL(close)(nfd); /* [from, hi] is full */
+	}
+	return -1;
 }
 
+static long soft_limit(struct rlimit *rl)
+{
+	if (getrlimit(RLIMIT_NOFILE, rl) != 0)
+		return 1024;
+	if (rl->rlim_cur == RLIM_INFINITY || rl->rlim_cur > INT_MAX)
+		rl->rlim_cur = INT_MAX;
+	return (long)rl->rlim_cur;
+}
+
+/* Where the shim's own fds go, so that the program never gets a different
+ * number than it would without the shim:
+ *  - above the soft RLIMIT_NOFILE when the hard limit leaves room: the
+ *    program cannot allocate there (EMFILE), dup2() there (EBADF) or
+ *    F_DUPFD there (EINVAL);
+ *  - otherwise at the highest free numbers below it, which the kernel's
+ *    lowest-free allocation reaches last (and F_DUPFD/dup2 aimed there move
+ *    them out of the way first). */
 static int dup_high(int fd)
 {
-	int floor = high_floor();
-	if (floor < 0)
-		return -EINVAL;
-	int nfd = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, floor);
-	return nfd < 0 ? -errno : nfd;
+	struct rlimit rl;
+	long soft = soft_limit(&rl);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max > rl.rlim_cur + 64) {
+		struct rlimit raised = rl;
+		raised.rlim_cur = rl.rlim_max < rl.rlim_cur + 4096 ? rl.rlim_max : rl.rlim_cur + 4096;
+		if (RS_REAL(setrlimit)(RLIMIT_NOFILE, &raised) == 0) {
+			int nfd = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, (int)soft);
+			RS_REAL(setrlimit)(RLIMIT_NOFILE, &rl);
+			if (nfd >= 0)
+				return nfd;
+		}
+	}
+	int nfd = dup_into_range(fd, soft > 65536 ? soft - 65536 : 0, soft - 1);
+	return nfd < 0 ? -EMFILE : nfd;
 }
 
 void rs_internal_fd_add(int fd, rs_fd_moved_fn moved, void *owner)
@@ -71,14 +100,13 @@ void rs_internal_fd_add(int fd, rs_fd_moved_fn moved, void *owner)
 int rs_internal_fd_move_high(int fd, rs_fd_moved_fn moved, void *owner)
 {
 	int saved = errno;
-	int floor = high_floor();
-	int nfd = fd;
-	if (floor >= 0 && fd < floor) {
-		nfd = dup_high(fd);
+	int nfd = dup_high(fd);
+	if (nfd > fd) {
+		RS_REAL(close)(fd);
+	} else {
 		if (nfd >= 0)
-			RS_REAL(close)(fd);
-		else
-			nfd = fd;
+			RS_REAL(close)(nfd);
+		nfd = fd;
 	}
 	rs_internal_fd_add(nfd, moved, owner);
 	errno = saved;
@@ -134,10 +162,8 @@ void rs_internal_fd_evict(int fd)
 	for (int i = 0; i < count; i++) {
 		if (table[i].fd != fd)
 			continue;
-		/* Any free number will do; prefer high ones, but when the
-		 * program itself lives up there take the lowest free one. */
 		int nfd = dup_high(fd);
-		if (nfd < 0 || nfd == fd)
+		if (nfd < 0)
 			nfd = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
 		if (nfd < 0)
 			break;
@@ -146,6 +172,57 @@ void rs_internal_fd_evict(int fd)
 			table[i].moved(table[i].owner, fd, nfd);
 		RS_REAL(close)(fd);
 		break;
+	}
+	recompute_bounds();
+	pthread_mutex_unlock(&lock);
+	errno = saved;
+}
+
+/* The program changed its soft RLIMIT_NOFILE: fds of ours inside its new
+ * range move out of the way. */
+void rs_internal_fds_rlimit_changed(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	int saved = errno;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < count; i++) {
+		int fd = table[i].fd;
+		if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)fd >= rl.rlim_cur)
+			continue;
+		int nfd = dup_high(fd);
+		if (nfd < 0 || nfd < fd)
+			continue;
+		table[i].fd = nfd;
+		if (table[i].moved)
+			table[i].moved(table[i].owner, fd, nfd);
+		RS_REAL(close)(fd);
+	}
+	recompute_bounds();
+	pthread_mutex_unlock(&lock);
+	errno = saved;
+}
+
+/* F_DUPFD(from): the program expects the lowest free number at or above
+ * `from`; ours there move below it first. */
+void rs_internal_fds_clear_from(int from)
+{
+	if (from < 0 || rs_internal_fd_next(from) < 0)
+		return;
+	int saved = errno;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < count; i++) {
+		int fd = table[i].fd;
+		if (fd < from)
+			continue;
+		int nfd = dup_into_range(fd, 0, from - 1);
+		if (nfd < 0)
+			continue;
+		table[i].fd = nfd;
+		if (table[i].moved)
+			table[i].moved(table[i].owner, fd, nfd);
+		RS_REAL(close)(fd);
 	}
 	recompute_bounds();
 	pthread_mutex_unlock(&lock);

@@ -19,6 +19,9 @@ bool rs_internal_fd_is(int fd);
 /* If `fd` is ours, renumber it so the program can use that number. */
 void rs_internal_fd_evict(int fd);
 void rs_internal_fds_after_fork_child(void);
+void rs_internal_fds_rlimit_changed(void);
+/* Before the program's F_DUPFD(from): make room at and above `from`. */
+void rs_internal_fds_clear_from(int from);
 /* Lowest number >= `from` that is one of ours, or -1. */
 int rs_internal_fd_next(int from);
 

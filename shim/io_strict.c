@@ -1,13 +1,20 @@
-/* The strict ring backend: every call becomes one (or, for partial blocking
- * writes and sendfile, a few) io_uring ops on the calling thread's ring, and
- * the call returns only after their CQEs are in. io_uring ignores O_NONBLOCK
- * on sockets and pipes (it arms a poll instead), so nonblocking behaviour is
- * asked for explicitly with MSG_DONTWAIT / RWF_NOWAIT. */
+/* The strict backend: every call becomes io_uring ops on the calling
+ * thread's ring, and returns only after their CQEs are in.
+ *
+ * io_uring ignores O_NONBLOCK on sockets and pipes (it arms a poll instead),
+ * so the shim always asks for the nonblocking form (MSG_DONTWAIT,
+ * RWF_NOWAIT, IORING_ACCEPT_DONTWAIT). When that would block on a blocking
+ * fd, it waits for readiness with a poll — an op that moves no data, so a
+ * signal can end the wait and give EINTR exactly as the kernel would, with
+ * nothing consumed behind the program's back — and then tries again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -22,6 +29,8 @@
 
 /* The kernel clamps a single read or write to this. */
 #define MAX_RW_COUNT ((size_t)(INT_MAX & ~4095))
+/* Not an errno: the call must go to libc (sizes the ring would get wrong). */
+#define RS_USE_LIBC (-4096 - 50)
 
 static bool nonblocking(const struct rs_call *c)
 {
@@ -36,6 +45,13 @@ static bool shared(const struct rs_call *c)
 static enum rs_kind kind(const struct rs_call *c)
 {
 	return RS_FD_KIND(c->st);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Another process (or a dup we could not follow) may have changed
@@ -53,70 +69,174 @@ static bool really_nonblocking(struct rs_call *c)
 	return nb;
 }
 
-uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side)
+/* ---- socket timeouts ---------------------------------------------------- */
+
+static uint64_t timeval_to_us(const struct timeval *tv)
 {
-	if (!(RS_FD_FLAGS(c->st) & RS_FD_TIMEO))
-		return 0;
-	struct rs_fd *e = rs_fd_peek(c->fd);
-	if (!e)
-		return 0;
-	return send_side ? e->sndtimeo_us : e->rcvtimeo_us;
+	if (tv->tv_sec > 1000000000L) /* decades: the kernel's "no timeout" */
+		return RS_TIMEO_NONE;
+	return (uint64_t)tv->tv_sec * 1000000u + (uint64_t)tv->tv_usec;
 }
 
-int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct rs_exec_opts *o)
+static uint64_t kernel_timeo(int fd, int opt)
 {
+	struct timeval tv = { 0, 0 };
+	socklen_t len = sizeof(tv);
+	if (RS_REAL(getsockopt)(fd, SOL_SOCKET, opt, &tv, &len) != 0)
+		return RS_TIMEO_NONE;
+	return timeval_to_us(&tv);
+}
+
+uint64_t rs_strict_timeo_from_user(int fd, int opt, const struct timeval *tv)
+{
+	/* sock_set_timeout(): negative means "give up at once"; otherwise
+	 * read back what the kernel stored (rounded to jiffies, or 0 for
+	 * none when the value is too large). */
+	if (tv->tv_sec < 0)
+		return RS_TIMEO_NOW;
+	return kernel_timeo(fd, opt);
+}
+
+uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side)
+{
+	int opt = send_side ? SO_SNDTIMEO : SO_RCVTIMEO;
+	struct rs_fd *e = rs_fd_peek(c->fd);
+	uint64_t ours = RS_TIMEO_NONE;
+	if (e && (RS_FD_FLAGS(c->st) & RS_FD_TIMEO))
+		ours = send_side ? e->sndtimeo_us : e->rcvtimeo_us;
+	if (!shared(c))
+		return ours;
+	/* The timeout belongs to the socket: a dup, or another process, may
+	 * have set it where we could not see. The kernel reads back "none" for
+	 * a negative timeout too, which only our own record can tell apart. */
+	uint64_t kernel = kernel_timeo(c->fd, opt);
+	return kernel == RS_TIMEO_NONE && ours == RS_TIMEO_NOW ? RS_TIMEO_NOW : kernel;
+}
+
+static void start_wait(struct rs_call *c, const struct rs_exec_opts *o, struct rs_call_wait *cw)
+{
+	if (cw->started)
+		return;
+	cw->started = true;
+	cw->mark = rs_sig_mark();
+	uint64_t t = rs_kind_is_socket(kind(c)) ? rs_strict_timeout_us(c, o->send_side)
+					       : RS_TIMEO_NONE;
+	cw->timeo_now = t == RS_TIMEO_NOW;
+	cw->never_restart = t != RS_TIMEO_NONE;
+	cw->deadline_ns = t && t != RS_TIMEO_NOW ? now_ns() + t * 1000 : 0;
+}
+
+/* ---- the executor ------------------------------------------------------- */
+
+/* One op, completed before returning; a blocking single op (connect, files)
+ * waits in the kernel. */
+static int run_op(struct rs_call *c, rs_prep_fn prep, void *args, bool nonblock,
+		  const struct rs_wait *w)
+{
+	struct rs_op op = { 0 };
+	struct io_uring_sqe *sqe = rs_ring_sqe(c->ring);
+	if (unlikely(!sqe)) {
+		rs_warn("the submission queue stays full; failing the call with EBUSY");
+		return -EBUSY;
+	}
+	prep(sqe, c, args, nonblock);
+	sqe->user_data = (uint64_t)(uintptr_t)&op;
+	return rs_ring_run(c->ring, &op, w);
+}
+
+/* Sleep until fd is ready for `events`. 0 when ready (try again), -EINTR,
+ * RS_RESTART, RS_TIMED_OUT. */
+static int wait_ready(struct rs_call *c, short events, struct rs_call_wait *cw)
+{
+	struct rs_wait w = { 0 };
+	w.interruptible = true;
+	w.never_restart = cw->never_restart;
+	if (cw->deadline_ns) {
+		uint64_t now = now_ns();
+		if (now >= cw->deadline_ns)
+			return RS_TIMED_OUT;
+		w.timeout_ns = cw->deadline_ns - now;
+	}
+	struct rs_op op = { 0 };
+	struct io_uring_sqe *sqe = rs_ring_sqe(c->ring);
+	if (unlikely(!sqe))
+		return -EBUSY;
+	io_uring_prep_poll_add(sqe, c->fd, (unsigned)events);
+	sqe->user_data = (uint64_t)(uintptr_t)&op;
+	int r = rs_ring_run(c->ring, &op, &w);
+	if (r >= 0 && rs_sig.delivered != cw->mark.delivered) {
+		/* Ready, but a handler ran too: the kernel would have ended
+		 * the call for the signal. Nothing was taken: no loss. */
+		if (rs_sig_interrupted(&cw->mark, cw->never_restart))
+			return -EINTR;
+		cw->mark = rs_sig_mark();
+		return RS_RESTART;
+	}
+	if (r == RS_RESTART)
+		cw->mark = rs_sig_mark();
+	return r < 0 ? r : 0;
+}
+
+int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct rs_exec_opts *o,
+		   struct rs_call_wait *cw)
+{
+	struct rs_call_wait local = { 0 };
+	if (!cw)
+		cw = &local;
 	bool nonblock = o->force_nonblock || (!o->file && nonblocking(c));
-	rs_ring_lock(c->ring);
 	int res;
+	rs_ring_lock(c->ring);
+	if (o->file || !o->poll_events) {
+		struct rs_wait w = { 0 };
+		if (!o->file && !nonblock) {
+			start_wait(c, o, cw);
+			w.interruptible = true;
+			w.never_restart = cw->never_restart;
+			w.keep_waiting = true; /* a restarted connect() waits on */
+			if (cw->deadline_ns)
+				w.timeout_ns = cw->deadline_ns - now_ns();
+		}
+		res = run_op(c, prep, args, nonblock, &w);
+		goto out;
+	}
 	for (;;) {
-		struct rs_op op = { 0 };
-		struct io_uring_sqe *sqe = rs_ring_sqe(c->ring);
-		if (unlikely(!sqe)) {
-			rs_warn("the submission queue stays full; failing the call with EBUSY");
-			res = -EBUSY;
+		struct rs_wait now = { 0 };
+		res = run_op(c, prep, args, true, &now);
+		if (res != -EAGAIN)
+			break;
+		if (nonblock) {
+			if (!o->force_nonblock && shared(c) && !really_nonblocking(c)) {
+				nonblock = false;
+				continue;
+			}
 			break;
 		}
-		prep(sqe, c, args, nonblock);
-		sqe->user_data = (uint64_t)(uintptr_t)&op;
-
-		struct rs_wait w = { 0 };
-		bool may_block = !nonblock && !o->file;
-		if (may_block) {
-			w.interruptible = true;
-			w.never_restart = o->timeout_us != 0;
-			w.keep_waiting = o->keep_waiting;
-			w.timeout_ns = o->timeout_us * 1000;
+		if (shared(c) && really_nonblocking(c))
+			break; /* made nonblocking elsewhere: EAGAIN it is */
+		start_wait(c, o, cw);
+		if (cw->timeo_now) {
+			res = RS_TIMED_OUT;
+			break;
 		}
-		if (may_block && shared(c)) {
-			/* Complete at once if the kernel can; only a call that
-			 * would really block needs to know the fd's mode. */
-			rs_ring_submit(c->ring);
-			rs_ring_reap(c->ring);
-			if (op.done)
-				res = op.res;
-			else if (really_nonblocking(c)) {
-				res = rs_ring_cancel_wait(c->ring, &op);
-				if (res == -ECANCELED)
-					res = -EAGAIN;
-			} else
-				res = rs_ring_run(c->ring, &op, &w);
-		} else {
-			res = rs_ring_run(c->ring, &op, &w);
-		}
-		if (res == RS_RESTART && !o->restart_to_caller)
+		int w = wait_ready(c, o->poll_events, cw);
+		if (w == RS_RESTART && !o->restart_to_caller)
 			continue;
-		if (res == -EAGAIN && nonblock && !o->force_nonblock && !o->file && shared(c) &&
-		    !really_nonblocking(c)) {
-			nonblock = false;
-			continue;
+		if (w) {
+			res = w;
+			break;
 		}
-		break;
 	}
+out:
 	rs_ring_unlock(c->ring);
 	return res;
 }
 
-/* ---- sockets ---------------------------------------------------------- */
+static ssize_t timed_out_as(int res, int err)
+{
+	return res == RS_TIMED_OUT ? -err : res;
+}
+
+/* ---- sockets ------------------------------------------------------------ */
 
 struct recv_args {
 	void *buf;
@@ -135,17 +255,110 @@ static void prep_recv(struct io_uring_sqe *sqe, const struct rs_call *c, void *p
 		io_uring_prep_recv(sqe, c->fd, a->buf, a->len, flags);
 }
 
-static ssize_t timed_out_as(int res, int err)
-{
-	return res == RS_TIMED_OUT ? -err : res;
-}
-
-static struct rs_exec_opts sock_opts(const struct rs_call *c, bool send_side, int flags)
+static struct rs_exec_opts recv_opts(int flags)
 {
 	struct rs_exec_opts o = { 0 };
 	o.force_nonblock = flags & MSG_DONTWAIT;
-	o.timeout_us = rs_strict_timeout_us(c, send_side);
+	o.poll_events = (flags & MSG_OOB) ? POLLPRI : POLLIN;
 	return o;
+}
+
+static ssize_t msg_total(const struct msghdr *msg)
+{
+	struct msghdr m;
+	if (rs_safe_copy(&m, msg, sizeof(m)))
+		return -EFAULT;
+	size_t total = 0;
+	for (size_t i = 0; i < m.msg_iovlen && i < IOV_MAX; i++) {
+		struct iovec v;
+		if (rs_safe_copy(&v, &m.msg_iov[i], sizeof(v)))
+			return -EFAULT;
+		total += v.iov_len;
+	}
+	return (ssize_t)total;
+}
+
+/* Advance an iovec array past `skip` bytes into `out` (at most 64 entries).
+ * Returns the count, or -EFAULT. */
+static int iov_rest(const struct iovec *iov, int cnt, size_t skip, struct iovec *out)
+{
+	int n = 0;
+	for (int i = 0; i < cnt && n < 64; i++) {
+		struct iovec v;
+		if (rs_safe_copy(&v, &iov[i], sizeof(v)))
+			return -EFAULT;
+		if (skip >= v.iov_len) {
+			skip -= v.iov_len;
+			continue;
+		}
+		out[n].iov_base = (char *)v.iov_base + skip;
+		out[n].iov_len = v.iov_len - skip;
+		skip = 0;
+		n++;
+	}
+	return n;
+}
+
+/* A blocking stream receive with MSG_WAITALL: gather until full, EOF, an
+ * error or a signal; what was gathered is returned in every case. */
+static ssize_t recv_waitall(struct rs_call *c, struct recv_args *first)
+{
+	struct rs_call_wait cw = { 0 };
+	struct rs_exec_opts o = recv_opts(first->flags);
+	o.restart_to_caller = true;
+	struct msghdr m;
+	size_t want = first->len;
+	if (first->msg) {
+		ssize_t t = msg_total(first->msg);
+		if (t < 0)
+			return t;
+		rs_safe_copy(&m, first->msg, sizeof(m));
+		want = (size_t)t;
+	}
+	size_t done = 0;
+	while (done < want) {
+		struct recv_args a = *first;
+		struct iovec iov[64];
+		struct msghdr rest = { 0 };
+		if (done && first->msg) {
+			/* Name and ancillary data came with the first bytes. */
+			int n = iov_rest(m.msg_iov, (int)m.msg_iovlen, done, iov);
+			if (n < 0)
+				break;
+			rest.msg_iov = iov;
+			rest.msg_iovlen = (size_t)n;
+			a.msg = &rest;
+		} else if (done) {
+			a.buf = (char *)first->buf + done;
+			a.len = first->len - done;
+		}
+		int r = rs_strict_exec(c, prep_recv, &a, &o, &cw);
+		if (r == RS_RESTART) {
+			if (done)
+				break;
+			continue;
+		}
+		if (r < 0) {
+			if (done)
+				break;
+			return timed_out_as(r, EAGAIN);
+		}
+		if (!r)
+			break; /* end of stream */
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t recv_common(struct rs_call *c, struct recv_args *a)
+{
+	if (a->flags & MSG_ERRQUEUE)
+		return RS_USE_LIBC;
+	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking(c);
+	if ((a->flags & MSG_WAITALL) && !nb && rs_kind_is_stream(kind(c)) && !(a->flags & MSG_PEEK))
+		return recv_waitall(c, a);
+	struct rs_exec_opts o = recv_opts(a->flags);
+	return timed_out_as(rs_strict_exec(c, prep_recv, a, &o, NULL), EAGAIN);
 }
 
 /* recvfrom() with an address: receive into our own storage, then copy out
@@ -161,9 +374,8 @@ static ssize_t recv_with_addr(struct rs_call *c, void *buf, size_t len, int flag
 	m.msg_namelen = sizeof(ss);
 	m.msg_iov = &iov;
 	m.msg_iovlen = 1;
-	struct recv_args a = { NULL, 0, flags, &m };
-	struct rs_exec_opts o = sock_opts(c, false, flags);
-	ssize_t res = timed_out_as(rs_strict_exec(c, prep_recv, &a, &o), EAGAIN);
+	struct recv_args a = { NULL, len, flags, &m };
+	ssize_t res = recv_common(c, &a);
 	if (res < 0)
 		return res;
 	socklen_t ulen;
@@ -182,28 +394,31 @@ static ssize_t recv_with_addr(struct rs_call *c, void *buf, size_t len, int flag
 static ssize_t s_recvfrom(struct rs_call *c, void *buf, size_t len, int flags,
 			  struct sockaddr *addr, socklen_t *alen)
 {
-	if (flags & MSG_ERRQUEUE) {
+	if (len > INT_MAX)
+		len = INT_MAX;
+	ssize_t r;
+	if (addr) {
+		r = (flags & MSG_ERRQUEUE) ? RS_USE_LIBC
+					   : recv_with_addr(c, buf, len, flags, addr, alen);
+	} else {
+		struct recv_args a = { buf, len, flags, NULL };
+		r = recv_common(c, &a);
+	}
+	if (r == RS_USE_LIBC) {
 		c->served = RS_C_pt_flags;
 		return rs_io_passthrough.recvfrom(c, buf, len, flags, addr, alen);
 	}
-	if (len > INT_MAX)
-		len = INT_MAX;
-	if (addr)
-		return recv_with_addr(c, buf, len, flags, addr, alen);
-	struct recv_args a = { buf, len, flags, NULL };
-	struct rs_exec_opts o = sock_opts(c, false, flags);
-	return timed_out_as(rs_strict_exec(c, prep_recv, &a, &o), EAGAIN);
+	return r;
 }
 
 static ssize_t s_recvmsg(struct rs_call *c, struct msghdr *msg, int flags)
 {
-	if (flags & MSG_ERRQUEUE) {
+	struct recv_args a = { NULL, 0, flags, msg };
+	ssize_t res = recv_common(c, &a);
+	if (res == RS_USE_LIBC) {
 		c->served = RS_C_pt_flags;
 		return rs_io_passthrough.recvmsg(c, msg, flags);
 	}
-	struct recv_args a = { NULL, 0, flags, msg };
-	struct rs_exec_opts o = sock_opts(c, false, flags);
-	ssize_t res = timed_out_as(rs_strict_exec(c, prep_recv, &a, &o), EAGAIN);
 	if (res >= 0 && msg->msg_controllen)
 		rs_fd_note_received(msg);
 	return res;
@@ -220,23 +435,84 @@ static void prep_send(struct io_uring_sqe *sqe, const struct rs_call *c, void *p
 {
 	struct send_args *a = p;
 	/* We raise SIGPIPE ourselves (rs_raise_sigpipe), so the kernel must
-	 * not; a blocking stream send must send everything, as send(2) does. */
-	int flags = (a->flags & ~MSG_WAITALL) | MSG_NOSIGNAL;
-	if (nb)
-		flags |= MSG_DONTWAIT;
-	else if (rs_kind_is_stream(kind(c)))
-		flags |= MSG_WAITALL;
+	 * not. */
+	int flags = (a->flags & ~MSG_WAITALL) | MSG_NOSIGNAL | (nb ? MSG_DONTWAIT : 0);
 	if (a->msg)
 		io_uring_prep_sendmsg(sqe, c->fd, a->msg, (unsigned)flags);
 	else
 		io_uring_prep_send(sqe, c->fd, a->buf, a->len, flags);
 }
 
-static ssize_t send_common(struct rs_call *c, struct send_args *a, bool sigpipe)
+/* A blocking send on a stream socket returns once everything is sent, or
+ * with the partial count when a signal, a timeout or an error stops it. */
+static ssize_t send_stream_blocking(struct rs_call *c, struct send_args *first, size_t total)
 {
-	struct rs_exec_opts o = sock_opts(c, true, a->flags);
-	ssize_t res = timed_out_as(rs_strict_exec(c, prep_send, a, &o), EAGAIN);
-	if (res == -EPIPE && sigpipe)
+	struct rs_call_wait cw = { 0 };
+	struct rs_exec_opts o = { 0 };
+	o.poll_events = POLLOUT;
+	o.send_side = true;
+	o.restart_to_caller = true;
+	struct msghdr m;
+	if (first->msg && rs_safe_copy(&m, first->msg, sizeof(m)))
+		return -EFAULT;
+	size_t done = 0;
+	for (;;) {
+		struct send_args a = *first;
+		struct iovec iov[64];
+		struct msghdr rest = { 0 };
+		if (done && first->msg) {
+			int n = iov_rest(m.msg_iov, (int)m.msg_iovlen, done, iov);
+			if (n < 0)
+				return (ssize_t)done;
+			rest.msg_iov = iov;
+			rest.msg_iovlen = (size_t)n;
+			a.msg = &rest; /* ancillary data went with the first bytes */
+		} else if (done) {
+			a.buf = (const char *)first->buf + done;
+			a.len = first->len - done;
+		}
+		int r = rs_strict_exec(c, prep_send, &a, &o, &cw);
+		if (r == RS_RESTART) {
+			if (done)
+				break;
+			continue;
+		}
+		if (r < 0 || r == RS_TIMED_OUT) {
+			if (done)
+				break;
+			return timed_out_as(r, EAGAIN);
+		}
+		done += (size_t)r;
+		if (done >= total)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t send_common(struct rs_call *c, struct send_args *a)
+{
+	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking(c);
+	ssize_t res;
+	if (!nb && rs_kind_is_stream(kind(c))) {
+		ssize_t total = a->msg ? msg_total(a->msg) : (ssize_t)a->len;
+		if (total <= 0) {
+			struct rs_exec_opts o = { 0 };
+			o.poll_events = POLLOUT;
+			o.send_side = true;
+			res = total < 0 ? total
+					: timed_out_as(rs_strict_exec(c, prep_send, a, &o, NULL), EAGAIN);
+		} else {
+			res = send_stream_blocking(c, a, (size_t)total);
+		}
+	} else {
+		struct rs_exec_opts o = { 0 };
+		o.force_nonblock = a->flags & MSG_DONTWAIT;
+		o.poll_events = POLLOUT;
+		o.send_side = true;
+		res = timed_out_as(rs_strict_exec(c, prep_send, a, &o, NULL), EAGAIN);
+	}
+	/* The kernel raises SIGPIPE for a broken stream only. */
+	if (res == -EPIPE && !(a->flags & MSG_NOSIGNAL) && rs_kind_is_stream(kind(c)))
 		rs_raise_sigpipe(NULL);
 	return res;
 }
@@ -248,7 +524,7 @@ static ssize_t s_sendto(struct rs_call *c, const void *buf, size_t len, int flag
 		len = INT_MAX;
 	if (!addr) {
 		struct send_args a = { buf, len, flags, NULL };
-		return send_common(c, &a, !(flags & MSG_NOSIGNAL));
+		return send_common(c, &a);
 	}
 	struct iovec iov = { (void *)buf, len };
 	struct msghdr m = { 0 };
@@ -257,25 +533,27 @@ static ssize_t s_sendto(struct rs_call *c, const void *buf, size_t len, int flag
 	m.msg_iov = &iov;
 	m.msg_iovlen = 1;
 	struct send_args a = { NULL, 0, flags, &m };
-	return send_common(c, &a, !(flags & MSG_NOSIGNAL));
+	return send_common(c, &a);
 }
 
 static ssize_t s_sendmsg(struct rs_call *c, const struct msghdr *msg, int flags)
 {
 	struct send_args a = { NULL, 0, flags, msg };
-	ssize_t res = send_common(c, &a, !(flags & MSG_NOSIGNAL));
+	ssize_t res = send_common(c, &a);
 	if (res >= 0)
 		rs_fd_note_sent(msg);
 	return res;
 }
 
-/* Sum an iovec array without trusting the pointer: read/write(v) on a
- * socket return 0 at once for zero bytes, where a receive would block. */
+/* The total of an iovec array, checked the way read/write(v) need it: 0
+ * returns at once without touching the socket (a receive of 0 bytes would
+ * block); sizes where the kernel's range checks matter go to libc. */
 static ssize_t iov_total(const struct iovec *iov, int cnt)
 {
 	if (cnt < 0 || cnt > IOV_MAX)
 		return -EINVAL;
 	size_t total = 0;
+	bool huge = false;
 	struct iovec chunk[32];
 	for (int i = 0; i < cnt; i += 32) {
 		int n = cnt - i < 32 ? cnt - i : 32;
@@ -284,11 +562,13 @@ static ssize_t iov_total(const struct iovec *iov, int cnt)
 		for (int j = 0; j < n; j++) {
 			if ((ssize_t)chunk[j].iov_len < 0)
 				return -EINVAL;
+			if (chunk[j].iov_len > MAX_RW_COUNT)
+				huge = true;
 			total += chunk[j].iov_len;
-			if ((ssize_t)total < 0)
-				return -EINVAL;
 		}
 	}
+	if (huge || total > MAX_RW_COUNT)
+		return RS_USE_LIBC;
 	return (ssize_t)total;
 }
 
@@ -301,8 +581,7 @@ static ssize_t sock_readv(struct rs_call *c, const struct iovec *iov, int cnt)
 	m.msg_iov = (struct iovec *)iov;
 	m.msg_iovlen = (size_t)cnt;
 	struct recv_args a = { NULL, 0, 0, &m };
-	struct rs_exec_opts o = sock_opts(c, false, 0);
-	return timed_out_as(rs_strict_exec(c, prep_recv, &a, &o), EAGAIN);
+	return recv_common(c, &a);
 }
 
 static ssize_t sock_writev(struct rs_call *c, const struct iovec *iov, int cnt)
@@ -314,7 +593,7 @@ static ssize_t sock_writev(struct rs_call *c, const struct iovec *iov, int cnt)
 	m.msg_iov = (struct iovec *)iov;
 	m.msg_iovlen = (size_t)cnt;
 	struct send_args a = { NULL, 0, kind(c) == RS_KIND_UNIX_SEQPACKET ? MSG_EOR : 0, &m };
-	return send_common(c, &a, true);
+	return send_common(c, &a);
 }
 
 /* ---- pipes and files ---------------------------------------------------- */
@@ -350,104 +629,62 @@ static ssize_t file_rw(struct rs_call *c, struct rw_args *a)
 {
 	struct rs_exec_opts o = { 0 };
 	o.file = true;
-	return rs_strict_exec(c, prep_rw, a, &o);
-}
-
-/* A blocking pipe write returns only when everything is written (or a
- * signal or error stops it after a partial write); io_uring completes a
- * partial pipe write as is, so the rest is resubmitted here. */
-static ssize_t pipe_write(struct rs_call *c, const void *buf, size_t len)
-{
-	struct rs_sig_mark mark = rs_sig_mark();
-	size_t done = 0;
-	struct rs_exec_opts o = { 0 };
-	o.restart_to_caller = true;
-	do {
-		struct rw_args a = { true, (char *)buf + done, len - done, NULL, 0, -1, 0 };
-		ssize_t res = rs_strict_exec(c, prep_rw, &a, &o);
-		if (res == RS_RESTART) {
-			if (done)
-				break;
-			continue;
-		}
-		if (res < 0) {
-			if (res == -EPIPE)
-				rs_raise_sigpipe(&mark);
-			if (done)
-				break;
-			return res;
-		}
-		done += (size_t)res;
-		if (nonblocking(c))
-			break;
-	} while (done < len);
-	return (ssize_t)done;
-}
-
-static ssize_t pipe_writev(struct rs_call *c, const struct iovec *iov, int cnt)
-{
-	ssize_t total = iov_total(iov, cnt);
-	if (total <= 0)
-		return total;
-	struct rs_sig_mark mark = rs_sig_mark();
-	struct rs_exec_opts o = { 0 };
-	o.restart_to_caller = true;
-	size_t done = 0;
-	while (done < (size_t)total) {
-		/* Rebuild the iovecs from the first unwritten byte on. */
-		struct iovec rest[64];
-		int n = 0;
-		size_t skip = done;
-		for (int i = 0; i < cnt && n < 64; i++) {
-			struct iovec v;
-			if (rs_safe_copy(&v, &iov[i], sizeof(v)))
-				return done ? (ssize_t)done : -EFAULT;
-			if (skip >= v.iov_len) {
-				skip -= v.iov_len;
-				continue;
-			}
-			rest[n].iov_base = (char *)v.iov_base + skip;
-			rest[n].iov_len = v.iov_len - skip;
-			skip = 0;
-			n++;
-		}
-		struct rw_args a = { true, NULL, 0, rest, n, -1, 0 };
-		ssize_t res = rs_strict_exec(c, prep_rw, &a, &o);
-		if (res == RS_RESTART) {
-			if (done)
-				break;
-			continue;
-		}
-		if (res < 0) {
-			if (res == -EPIPE)
-				rs_raise_sigpipe(&mark);
-			if (done)
-				break;
-			return res;
-		}
-		done += (size_t)res;
-		if (nonblocking(c))
-			break;
-	}
-	return (ssize_t)done;
+	return rs_strict_exec(c, prep_rw, a, &o, NULL);
 }
 
 static ssize_t pipe_read(struct rs_call *c, struct rw_args *a)
 {
 	struct rs_exec_opts o = { 0 };
-	return rs_strict_exec(c, prep_rw, a, &o);
+	o.poll_events = POLLIN;
+	return rs_strict_exec(c, prep_rw, a, &o, NULL);
+}
+
+/* A blocking pipe write returns only when everything is written (or a
+ * signal or error stops it after a partial write); io_uring completes a
+ * partial pipe write as is, so the rest is written here. */
+static ssize_t pipe_write_iov(struct rs_call *c, const struct iovec *iov, int cnt, size_t total)
+{
+	struct rs_sig_mark mark = rs_sig_mark();
+	struct rs_call_wait cw = { 0 };
+	struct rs_exec_opts o = { 0 };
+	o.poll_events = POLLOUT;
+	o.restart_to_caller = true;
+	size_t done = 0;
+	while (done < total || !total) {
+		struct iovec rest[64];
+		int n = iov_rest(iov, cnt, done, rest);
+		if (n < 0)
+			return done ? (ssize_t)done : -EFAULT;
+		struct rw_args a = { true, NULL, 0, rest, n, -1, 0 };
+		ssize_t res = rs_strict_exec(c, prep_rw, &a, &o, &cw);
+		if (res == RS_RESTART) {
+			if (done)
+				break;
+			continue;
+		}
+		if (res < 0) {
+			if (res == -EPIPE)
+				rs_raise_sigpipe(&mark);
+			if (done)
+				break;
+			return res;
+		}
+		done += (size_t)res;
+		if (nonblocking(c) || !total)
+			break;
+	}
+	return (ssize_t)done;
 }
 
 static ssize_t s_read(struct rs_call *c, void *buf, size_t len)
 {
 	if (len > MAX_RW_COUNT)
-		len = MAX_RW_COUNT;
+		return RS_USE_LIBC;
 	if (rs_kind_is_socket(kind(c))) {
 		if (!len)
 			return 0;
 		struct recv_args a = { buf, len, 0, NULL };
-		struct rs_exec_opts o = sock_opts(c, false, 0);
-		return timed_out_as(rs_strict_exec(c, prep_recv, &a, &o), EAGAIN);
+		return recv_common(c, &a);
 	}
 	struct rw_args a = { false, buf, len, NULL, 0, -1, 0 };
 	return kind(c) == RS_KIND_PIPE ? pipe_read(c, &a) : file_rw(c, &a);
@@ -456,13 +693,15 @@ static ssize_t s_read(struct rs_call *c, void *buf, size_t len)
 static ssize_t s_write(struct rs_call *c, const void *buf, size_t len)
 {
 	if (len > MAX_RW_COUNT)
-		len = MAX_RW_COUNT;
+		return RS_USE_LIBC;
 	if (rs_kind_is_socket(kind(c))) {
 		struct send_args a = { buf, len, kind(c) == RS_KIND_UNIX_SEQPACKET ? MSG_EOR : 0, NULL };
-		return send_common(c, &a, true);
+		return send_common(c, &a);
 	}
-	if (kind(c) == RS_KIND_PIPE)
-		return pipe_write(c, buf, len);
+	if (kind(c) == RS_KIND_PIPE) {
+		struct iovec iov = { (void *)buf, len };
+		return pipe_write_iov(c, &iov, 1, len);
+	}
 	struct rw_args a = { true, (void *)buf, len, NULL, 0, -1, 0 };
 	return file_rw(c, &a);
 }
@@ -471,8 +710,9 @@ static ssize_t s_readv(struct rs_call *c, const struct iovec *iov, int cnt)
 {
 	if (rs_kind_is_socket(kind(c)))
 		return sock_readv(c, iov, cnt);
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
+	ssize_t total = iov_total(iov, cnt);
+	if (total < 0)
+		return total;
 	struct rw_args a = { false, NULL, 0, iov, cnt, -1, 0 };
 	return kind(c) == RS_KIND_PIPE ? pipe_read(c, &a) : file_rw(c, &a);
 }
@@ -481,10 +721,11 @@ static ssize_t s_writev(struct rs_call *c, const struct iovec *iov, int cnt)
 {
 	if (rs_kind_is_socket(kind(c)))
 		return sock_writev(c, iov, cnt);
+	ssize_t total = iov_total(iov, cnt);
+	if (total < 0)
+		return total;
 	if (kind(c) == RS_KIND_PIPE)
-		return pipe_writev(c, iov, cnt);
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
+		return pipe_write_iov(c, iov, cnt, (size_t)total);
 	struct rw_args a = { true, NULL, 0, iov, cnt, -1, 0 };
 	return file_rw(c, &a);
 }
@@ -492,8 +733,9 @@ static ssize_t s_writev(struct rs_call *c, const struct iovec *iov, int cnt)
 static ssize_t s_preadv2(struct rs_call *c, const struct iovec *iov, int cnt, off_t off,
 			 int flags)
 {
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
+	ssize_t total = iov_total(iov, cnt);
+	if (total < 0)
+		return total;
 	struct rw_args a = { false, NULL, 0, iov, cnt, off, flags };
 	return file_rw(c, &a);
 }
@@ -501,8 +743,9 @@ static ssize_t s_preadv2(struct rs_call *c, const struct iovec *iov, int cnt, of
 static ssize_t s_pwritev2(struct rs_call *c, const struct iovec *iov, int cnt, off_t off,
 			  int flags)
 {
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
+	ssize_t total = iov_total(iov, cnt);
+	if (total < 0)
+		return total;
 	struct rw_args a = { true, NULL, 0, iov, cnt, off, flags };
 	return file_rw(c, &a);
 }
@@ -514,15 +757,14 @@ static ssize_t s_pwritev2(struct rs_call *c, const struct iovec *iov, int cnt, o
 static ssize_t s_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t count)
 {
 	uint32_t in_st = rs_fd_state(in_fd);
-	if (RS_FD_KIND(in_st) != RS_KIND_FILE || !rs_kind_is_socket(kind(c))) {
-		c->served = RS_C_pt_fd_kind;
-		return rs_io_passthrough.sendfile(c, in_fd, offp, count);
-	}
+	if (RS_FD_KIND(in_st) != RS_KIND_FILE || !rs_kind_is_socket(kind(c)) ||
+	    count > MAX_RW_COUNT)
+		return RS_USE_LIBC;
+	rs_ring_lock(c->ring);
 	char *bounce = rs_ring_bounce(c->ring);
-	if (!bounce) {
-		c->served = RS_C_pt_fallback;
-		return rs_io_passthrough.sendfile(c, in_fd, offp, count);
-	}
+	rs_ring_unlock(c->ring);
+	if (!bounce)
+		return RS_USE_LIBC;
 	off_t off = -1;
 	if (offp) {
 		if (rs_safe_copy(&off, offp, sizeof(off)))
@@ -530,8 +772,6 @@ static ssize_t s_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 		if (off < 0)
 			return -EINVAL;
 	}
-	if (count > MAX_RW_COUNT)
-		count = MAX_RW_COUNT;
 	struct rs_call in = *c;
 	in.fd = in_fd;
 	in.st = in_st;
@@ -546,7 +786,7 @@ static ssize_t s_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 			break;
 		}
 		struct send_args sa = { bounce, (size_t)got, 0, NULL };
-		ssize_t sent = send_common(c, &sa, true);
+		ssize_t sent = send_common(c, &sa);
 		if (sent < 0) {
 			err = sent;
 			sent = 0;
@@ -570,7 +810,7 @@ static ssize_t s_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 	return err;
 }
 
-/* ---- accept, connect, shutdown, close ---------------------------------- */
+/* ---- accept, connect, shutdown, close ----------------------------------- */
 
 struct accept_args {
 	struct sockaddr *addr;
@@ -588,13 +828,39 @@ static void prep_accept(struct io_uring_sqe *sqe, const struct rs_call *c, void 
 
 static int s_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, int flags)
 {
-	if (nonblocking(c) && !rs_ring_accept_dontwait) {
-		c->served = RS_C_pt_unsupported;
-		return rs_io_passthrough.accept4(c, addr, alen, flags);
-	}
 	struct accept_args a = { addr, alen, flags };
-	struct rs_exec_opts o = sock_opts(c, false, 0);
-	return (int)timed_out_as(rs_strict_exec(c, prep_accept, &a, &o), EAGAIN);
+	struct rs_exec_opts o = { 0 };
+	if (!rs_ring_accept_dontwait) {
+		/* No nonblocking accept in this kernel's io_uring: only a
+		 * blocking accept can be served, as one op that waits. */
+		if (nonblocking(c) || shared(c))
+			return RS_USE_LIBC;
+		return (int)timed_out_as(rs_strict_exec(c, prep_accept, &a, &o, NULL), EAGAIN);
+	}
+	o.poll_events = POLLIN;
+	o.force_nonblock = true;
+	int fd = rs_strict_exec(c, prep_accept, &a, &o, NULL);
+	if (fd != -EAGAIN || nonblocking(c))
+		return fd;
+	/* A blocking accept(2) takes the lowest free number before it waits:
+	 * hold that number meanwhile, so fds other threads create get the
+	 * numbers they would get without the shim. */
+	int hold = RS_REAL(fcntl64)(c->ring->uring.ring_fd, F_DUPFD_CLOEXEC, 0);
+	o.force_nonblock = false;
+	fd = (int)timed_out_as(rs_strict_exec(c, prep_accept, &a, &o, NULL), EAGAIN);
+	if (hold < 0)
+		return fd;
+	if (fd < 0 || fd > hold) {
+		if (fd >= 0) {
+			RS_REAL(dup3)(fd, hold, (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
+			RS_REAL(close)(fd);
+			return hold;
+		}
+		RS_REAL(close)(hold);
+		return fd;
+	}
+	RS_REAL(close)(hold); /* it got a lower number: one freed meanwhile */
+	return fd;
 }
 
 struct connect_args {
@@ -611,17 +877,16 @@ static void prep_connect(struct io_uring_sqe *sqe, const struct rs_call *c, void
 
 static int s_connect(struct rs_call *c, const struct sockaddr *addr, socklen_t alen)
 {
-	/* io_uring always completes a connect; a nonblocking socket must see
-	 * EINPROGRESS instead, which only the real call gives. */
-	if (nonblocking(c) || shared(c)) {
-		c->served = RS_C_pt_flags;
-		return rs_io_passthrough.connect(c, addr, alen);
-	}
+	/* io_uring always completes a connect, where a nonblocking socket must
+	 * see EINPROGRESS; and a TCP connect it sees refused leaves the socket
+	 * in another state than connect(2) does (no disconnect). Those go to
+	 * libc; a unix or datagram connect never waits. */
+	if (nonblocking(c) || shared(c) || kind(c) == RS_KIND_TCP)
+		return RS_USE_LIBC;
 	struct connect_args a = { addr, alen };
-	struct rs_exec_opts o = sock_opts(c, true, 0);
-	/* A restarted connect() keeps waiting for the same handshake. */
-	o.keep_waiting = true;
-	return (int)timed_out_as(rs_strict_exec(c, prep_connect, &a, &o), EINPROGRESS);
+	struct rs_exec_opts o = { 0 };
+	o.send_side = true;
+	return (int)timed_out_as(rs_strict_exec(c, prep_connect, &a, &o, NULL), EINPROGRESS);
 }
 
 static void prep_shutdown(struct io_uring_sqe *sqe, const struct rs_call *c, void *p, bool nb)
@@ -634,7 +899,7 @@ static int s_shutdown(struct rs_call *c, int how)
 {
 	struct rs_exec_opts o = { 0 };
 	o.file = true; /* never waits */
-	return rs_strict_exec(c, prep_shutdown, &how, &o);
+	return rs_strict_exec(c, prep_shutdown, &how, &o, NULL);
 }
 
 static void prep_close(struct io_uring_sqe *sqe, const struct rs_call *c, void *p, bool nb)
@@ -648,23 +913,79 @@ static int s_close(struct rs_call *c)
 {
 	struct rs_exec_opts o = { 0 };
 	o.file = true;
-	return rs_strict_exec(c, prep_close, NULL, &o);
+	return rs_strict_exec(c, prep_close, NULL, &o, NULL);
+}
+
+/* ---- the backend: ops that found a case only libc gets right pass it on - */
+
+#define LIBC_OR(call, pt_call)                                                 \
+	do {                                                                   \
+		__typeof__(call) r_ = (call);                                  \
+		if (r_ != RS_USE_LIBC)                                         \
+			return r_;                                             \
+		c->served = RS_C_pt_flags;                                     \
+		return pt_call;                                                \
+	} while (0)
+
+static ssize_t x_read(struct rs_call *c, void *buf, size_t len)
+{
+	LIBC_OR(s_read(c, buf, len), rs_io_passthrough.read(c, buf, len));
+}
+
+static ssize_t x_write(struct rs_call *c, const void *buf, size_t len)
+{
+	LIBC_OR(s_write(c, buf, len), rs_io_passthrough.write(c, buf, len));
+}
+
+static ssize_t x_readv(struct rs_call *c, const struct iovec *iov, int cnt)
+{
+	LIBC_OR(s_readv(c, iov, cnt), rs_io_passthrough.readv(c, iov, cnt));
+}
+
+static ssize_t x_writev(struct rs_call *c, const struct iovec *iov, int cnt)
+{
+	LIBC_OR(s_writev(c, iov, cnt), rs_io_passthrough.writev(c, iov, cnt));
+}
+
+static ssize_t x_preadv2(struct rs_call *c, const struct iovec *iov, int cnt, off_t off, int fl)
+{
+	LIBC_OR(s_preadv2(c, iov, cnt, off, fl), rs_io_passthrough.preadv2(c, iov, cnt, off, fl));
+}
+
+static ssize_t x_pwritev2(struct rs_call *c, const struct iovec *iov, int cnt, off_t off, int fl)
+{
+	LIBC_OR(s_pwritev2(c, iov, cnt, off, fl), rs_io_passthrough.pwritev2(c, iov, cnt, off, fl));
+}
+
+static ssize_t x_sendfile(struct rs_call *c, int in_fd, off_t *off, size_t n)
+{
+	LIBC_OR(s_sendfile(c, in_fd, off, n), rs_io_passthrough.sendfile(c, in_fd, off, n));
+}
+
+static int x_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+	LIBC_OR(s_accept4(c, addr, alen, flags), rs_io_passthrough.accept4(c, addr, alen, flags));
+}
+
+static int x_connect(struct rs_call *c, const struct sockaddr *addr, socklen_t alen)
+{
+	LIBC_OR(s_connect(c, addr, alen), rs_io_passthrough.connect(c, addr, alen));
 }
 
 const struct rs_io rs_io_strict = {
-	.read = s_read,
-	.write = s_write,
-	.readv = s_readv,
-	.writev = s_writev,
-	.preadv2 = s_preadv2,
-	.pwritev2 = s_pwritev2,
+	.read = x_read,
+	.write = x_write,
+	.readv = x_readv,
+	.writev = x_writev,
+	.preadv2 = x_preadv2,
+	.pwritev2 = x_pwritev2,
 	.recvfrom = s_recvfrom,
 	.recvmsg = s_recvmsg,
 	.sendto = s_sendto,
 	.sendmsg = s_sendmsg,
-	.sendfile = s_sendfile,
-	.accept4 = s_accept4,
-	.connect = s_connect,
+	.sendfile = x_sendfile,
+	.accept4 = x_accept4,
+	.connect = x_connect,
 	.shutdown = s_shutdown,
 	.close = s_close,
 };

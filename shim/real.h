@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -84,7 +85,10 @@
 	X(int, execv, (const char *, char *const[]))                           \
 	X(int, execvp, (const char *, char *const[]))                          \
 	X(int, execvpe, (const char *, char *const[], char *const[]))          \
-	X(int, getsockopt, (int, int, int, void *, socklen_t *))
+	X(int, getsockopt, (int, int, int, void *, socklen_t *))              \
+	X(int, setrlimit, (__rlimit_resource_t, const struct rlimit *))        \
+	X(int, prlimit, (pid_t, __rlimit_resource_t, const struct rlimit *,    \
+			 struct rlimit *))
 
 #define RS_REAL_MEMBER(ret, name, params) ret(*name) params;
 struct rs_real_table {

@@ -104,7 +104,10 @@ static void trampoline(int sig, siginfo_t *info, void *uc)
 }
 
 
-static int do_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+/* from_user: the program's call, which glibc completes with SA_RESTORER;
+ * otherwise an action read back from the kernel at start-up. */
+static int do_sigaction_as(int sig, const struct sigaction *act, struct sigaction *old,
+			   bool from_user)
 {
 	if (!wrappable(sig))
 		return RS_REAL(sigaction)(sig, act, old);
@@ -117,7 +120,8 @@ static int do_sigaction(int sig, const struct sigaction *act, struct sigaction *
 						       : (void *)act->sa_handler;
 		if (is_handler_ptr(h) || is_fault_signal(sig)) {
 			next.handler = h;
-			next.flags = act->sa_flags;
+			/* Kept as the kernel reports flags back to the program. */
+			next.flags = act->sa_flags | (from_user ? SA_RESTORER : 0);
 			kact.sa_sigaction = trampoline;
 			kact.sa_flags |= SA_SIGINFO;
 			if (!is_handler_ptr(h))
@@ -137,8 +141,13 @@ static int do_sigaction(int sig, const struct sigaction *act, struct sigaction *
 	pthread_mutex_unlock(&actions_lock);
 	if (ret == 0 && old) {
 		*old = kold;
-		if (kold.sa_sigaction == trampoline) {
-			old->sa_flags = prev.flags | (kold.sa_flags & SA_RESTORER);
+		/* Our trampoline is installed, or the kernel reset it after an
+		 * SA_RESETHAND delivery (keeping the flags, ours included):
+		 * either way, report what the program set. */
+		bool reset = kold.sa_handler == SIG_DFL && !prev.handler &&
+			     (prev.flags & SA_RESETHAND);
+		if (kold.sa_sigaction == trampoline || reset) {
+			old->sa_flags = prev.flags;
 			if (!is_handler_ptr(prev.handler))
 				old->sa_handler = (void (*)(int))prev.handler;
 			else if (prev.flags & SA_SIGINFO)
@@ -149,6 +158,11 @@ static int do_sigaction(int sig, const struct sigaction *act, struct sigaction *
 	}
 	errno = err;
 	return ret;
+}
+
+static int do_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	return do_sigaction_as(sig, act, old, true);
 }
 
 RS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
@@ -274,7 +288,7 @@ void rs_signals_init(void)
 		if (cur.sa_sigaction == trampoline)
 			continue;
 		if (is_handler_ptr(h) || (is_fault_signal(sig) && h == (void *)SIG_DFL))
-			do_sigaction(sig, &cur, NULL);
+			do_sigaction_as(sig, &cur, NULL, false);
 	}
 }
 

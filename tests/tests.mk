@@ -16,9 +16,11 @@ tests: $(UNIT_BIN) $(INTEG_BINS)
 
 $(UNIT_BIN): $(UNIT_SRCS) $(UNIT_SHIM_OBJS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS) $(CHECK_CFLAGS) -Ishim -o $@ $(UNIT_SRCS) \
+	$(if $(Q),@echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS) $(CHECK_CFLAGS) -Ishim -o $@ $(UNIT_SRCS) \
 	      $(UNIT_SHIM_OBJS) $(CHECK_LIBS) $(URING_LIBS) -ldl $(SAN_LDFLAGS)
 
 $(BUILD)/tests/integ/%: tests/integ/%.c tests/integ/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ $< $(SAN_LDFLAGS)
+	$(if $(Q),@echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ $< $(SAN_LDFLAGS)
