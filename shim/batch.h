@@ -118,6 +118,9 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible);
  * (exit, fork, thread exit): -ETIMEDOUT then. */
 #define RS_FLUSH_STALL_MS 2000
 int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b);
+/* Hand b's queue to the kernel now (r->lock held); true if bytes remain
+ * because the socket is full. */
+bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b);
 /* Take the deferred error of a failed queued send, if any. */
 int rs_wb_take_error(struct rs_fdb *b);
 size_t rs_wb_pending_total(void);
@@ -134,11 +137,11 @@ bool rs_rx_active(struct rs_fdb *b);
 /* Re-arm a receive paused for a full stash once reads made room. */
 void rs_rx_maybe_resume(struct rs_ring *r, struct rs_fdb *b);
 
-/* Process-wide moments (fdb.c): deliver every queued byte (exit, exec,
- * before fork); give up ring r's ops (its thread exits); forget the
- * parent's ops in a fork child. */
+/* Process-wide moments (fdb.c): deliver every queued byte (exit, exec:
+ * wait; before fork: hand it to the kernel); give up ring r's ops (its
+ * thread exits); forget the parent's ops in a fork child. */
 void rs_batch_init(void);
-void rs_batch_flush_all(void);
+void rs_batch_flush_all(bool wait);
 void rs_batch_ring_exit(struct rs_ring *r);
 void rs_batch_after_fork_child(void);
 

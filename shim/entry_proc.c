@@ -11,7 +11,7 @@
 static void before_exec(void)
 {
 	if (rs_ready() && rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
-		rs_batch_flush_all();
+		rs_batch_flush_all(true);
 }
 
 RS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])

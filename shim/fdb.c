@@ -242,7 +242,8 @@ static uint32_t compute_ready(const struct rs_fdb *b)
 		r |= RS_EV_ERR;
 	if (reset || (b->rx_eof && (b->flags & FDB_SHUT_WR)))
 		r |= RS_EV_HUP;
-	if (reset || (b->flags & FDB_SHUT_WR) || b->wq.bytes < rs_cfg.wb_fd_max)
+	if (reset || (b->flags & FDB_SHUT_WR) ||
+	    (b->wq.bytes < rs_cfg.wb_fd_max && !b->pollout_armed))
 		r |= RS_EV_OUT;
 	if (reset)
 		r |= RS_EV_IN | RS_EV_RDHUP;
@@ -278,12 +279,20 @@ static bool has_pending(struct rs_fdb *b, void *arg)
 	return (b->wq.bytes || b->send_busy) && !b->wb_err;
 }
 
-void rs_batch_flush_all(void)
+void rs_batch_flush_all(bool wait)
 {
 	enum rs_ring_unavailable why;
 	struct rs_ring *r = rs_ring_get(&why);
 	if (!r)
 		return;
+	if (!wait) {
+		/* Hand everything queued to the kernel, without waiting. */
+		rs_ring_lock(r);
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+		rs_ring_unlock(r);
+		return;
+	}
 	struct rs_fdb *list[256];
 	int n;
 	/* Each drain waits while bytes keep going out; a peer that reads

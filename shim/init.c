@@ -25,7 +25,7 @@ const struct rs_io *rs_mode_io = &rs_io_strict;
 static void atfork_prepare(void)
 {
 	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
-		rs_batch_flush_all();
+		rs_batch_flush_all(false);
 }
 
 static void atfork_parent(void)
@@ -100,7 +100,7 @@ __attribute__((destructor)) static void rs_destructor(void)
 	if (__atomic_load_n(&rs_state, __ATOMIC_ACQUIRE) != RS_STATE_READY)
 		return;
 	if (rs_cfg.mode == RS_MODE_BATCH)
-		rs_batch_flush_all();
+		rs_batch_flush_all(true);
 	rs_stats_report_exit();
 }
 

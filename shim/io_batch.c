@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -30,23 +31,36 @@ static bool wb_eligible(const struct rs_call *c)
 }
 
 /* Whatever is queued for b must reach the kernel before a strict call may
- * send after it. c->ring locked by the caller? No: takes it. */
-static int drain_before_strict(struct rs_call *c, struct rs_fdb *b)
+ * send after it. Waiting for that is part of the call, so it waits the way
+ * the call would: its socket timeout, EINTR/SA_RESTART, and EAGAIN when the
+ * call is nonblocking. */
+static int drain_before_strict(struct rs_call *c, struct rs_fdb *b, int flags)
 {
 	if (!b)
 		return 0;
-	pthread_mutex_lock(&b->lock);
-	bool pending = b->wq.bytes || b->send_busy;
-	int err = rs_wb_take_error(b);
-	pthread_mutex_unlock(&b->lock);
-	if (err)
-		return -err;
-	if (!pending)
-		return 0;
-	rs_ring_lock(c->ring);
-	int ret = rs_wb_drain(c->ring, b, true);
-	rs_ring_unlock(c->ring);
-	return ret;
+	struct rs_call_wait cw = { 0 };
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		bool pending = b->wq.bytes || b->send_busy;
+		int err = rs_wb_take_error(b);
+		pthread_mutex_unlock(&b->lock);
+		if (err)
+			return -err;
+		if (!pending)
+			return 0;
+		rs_ring_lock(c->ring);
+		pending = rs_wb_kick(c->ring, b);
+		rs_ring_unlock(c->ring);
+		if (!pending)
+			continue;
+		if (nonblocking(c) || (flags & MSG_DONTWAIT))
+			return -EAGAIN;
+		int w = rs_strict_wait_ready(c, POLLOUT, true, &cw);
+		if (w == RS_TIMED_OUT)
+			return -EAGAIN;
+		if (w < 0 && w != RS_RESTART)
+			return w;
+	}
 }
 
 /* ---- writes ------------------------------------------------------------- */
@@ -59,7 +73,7 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 	if (!b && wb_eligible(c) && !(flags & MSG_OOB))
 		b = rs_fdb_attach(c->fd, c->st);
 	if (!b || !(b->flags & FDB_WB) || !nonblocking(c) || (flags & MSG_OOB)) {
-		int err = drain_before_strict(c, b);
+		int err = drain_before_strict(c, b, flags);
 		if (err) {
 			*handled = true;
 			if (err == -EPIPE && sigpipe)
@@ -86,7 +100,9 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 
 static ssize_t b_write(struct rs_call *c, const void *buf, size_t len)
 {
-	if (rs_kind_is_stream(RS_FD_KIND(c->st))) {
+	/* Sizes beyond MAX_RW_COUNT fail the kernel's range check (EFAULT):
+	 * the strict path hands those to libc. */
+	if (rs_kind_is_stream(RS_FD_KIND(c->st)) && len <= (size_t)(INT_MAX & ~4095)) {
 		struct iovec iov = { (void *)buf, len };
 		bool handled;
 		ssize_t n = wb_send(c, &iov, 1, 0, true, &handled);
@@ -119,7 +135,7 @@ static ssize_t b_writev(struct rs_call *c, const struct iovec *iov, int cnt)
 			if (handled)
 				return n;
 		} else {
-			int err = drain_before_strict(c, rs_fdb_get(c->fd));
+			int err = drain_before_strict(c, rs_fdb_get(c->fd), 0);
 			if (err)
 				return err;
 		}
@@ -143,7 +159,7 @@ static ssize_t b_sendmsg(struct rs_call *c, const struct msghdr *msg, int flags)
 	} else {
 		/* Ancillary data (SCM_RIGHTS...) travels with its bytes: send
 		 * it after everything queued before. */
-		int err = drain_before_strict(c, rs_fdb_get(c->fd));
+		int err = drain_before_strict(c, rs_fdb_get(c->fd), flags);
 		if (err)
 			return err;
 	}
@@ -158,7 +174,7 @@ static ssize_t b_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 		b = rs_fdb_attach(c->fd, c->st);
 	uint32_t in_st = rs_fd_state(in_fd);
 	if (!b || !(b->flags & FDB_WB) || !nonblocking(c) || RS_FD_KIND(in_st) != RS_KIND_FILE) {
-		int err = drain_before_strict(c, b);
+		int err = drain_before_strict(c, b, 0);
 		if (err) {
 			if (err == -EPIPE)
 				rs_raise_sigpipe(NULL);

@@ -177,6 +177,17 @@ static int wait_ready(struct rs_call *c, short events, struct rs_call_wait *cw)
 	return r < 0 ? r : 0;
 }
 
+int rs_strict_wait_ready(struct rs_call *c, short events, bool send_side, struct rs_call_wait *cw)
+{
+	struct rs_exec_opts o = { 0 };
+	o.send_side = send_side;
+	rs_ring_lock(c->ring);
+	start_wait(c, &o, cw);
+	int r = cw->timeo_now ? RS_TIMED_OUT : wait_ready(c, events, cw);
+	rs_ring_unlock(c->ring);
+	return r;
+}
+
 int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct rs_exec_opts *o,
 		   struct rs_call_wait *cw)
 {

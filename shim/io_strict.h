@@ -37,6 +37,9 @@ struct rs_call_wait {
  * restart_to_caller) or RS_TIMED_OUT. */
 int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct rs_exec_opts *o,
 		   struct rs_call_wait *cw);
+/* Wait until fd is ready for `events`, as a blocking call on it would (its
+ * socket timeout, EINTR/SA_RESTART): 0, -EINTR, RS_RESTART, RS_TIMED_OUT. */
+int rs_strict_wait_ready(struct rs_call *c, short events, bool send_side, struct rs_call_wait *cw);
 uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side);
 /* Normalise a timeval given to setsockopt the way the kernel stores it. */
 uint64_t rs_strict_timeo_from_user(int fd, int opt, const struct timeval *tv);

@@ -147,6 +147,23 @@ static void pollout_done(struct rs_op *op, int res, uint32_t cflags)
 	rs_fdb_unref(b);
 }
 
+bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	if (!b->send_busy && !b->pollout_armed)
+		prep_send(r, b);
+	bool pending = b->wq.bytes || b->send_busy;
+	pthread_mutex_unlock(&b->lock);
+	if (pending) {
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+		pthread_mutex_lock(&b->lock);
+		pending = b->wq.bytes || b->send_busy;
+		pthread_mutex_unlock(&b->lock);
+	}
+	return pending;
+}
+
 int rs_wb_take_error(struct rs_fdb *b)
 {
 	int err = b->wb_err;
@@ -162,6 +179,7 @@ long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, i
 {
 	pthread_mutex_lock(&b->lock);
 	long ret;
+	bool flush = false;
 	int err = rs_wb_take_error(b);
 	if (err) {
 		ret = -err;
@@ -169,6 +187,14 @@ long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, i
 	}
 	if (b->flags & FDB_SHUT_WR) {
 		ret = -EPIPE;
+		goto out;
+	}
+	if (b->pollout_armed) {
+		/* The socket itself is full: the kernel would say EAGAIN now,
+		 * and so do we; EPOLLOUT comes when it drains. Queued bytes
+		 * therefore never run more than one flush ahead of what the
+		 * kernel accepts. */
+		ret = -EAGAIN;
 		goto out;
 	}
 	size_t room = b->wq.bytes < rs_cfg.wb_fd_max ? rs_cfg.wb_fd_max - b->wq.bytes : 0;
@@ -200,15 +226,23 @@ long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, i
 	}
 	account(b, (long)done);
 	prep_send(r, b);
+	flush = send_unsubmitted(b, r) && b->send_len >= rs_cfg.flush_bytes;
 	rs_fdb_update_ready(b, false);
 	ret = (long)done;
 out:
 	pthread_mutex_unlock(&b->lock);
+	if (ret > 0 && flush) {
+		/* Enough for a send of its own: hand it to the kernel now, which
+		 * also tells whether the socket keeps up. */
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+	}
 	return ret;
 }
 
 int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 {
+	/* Part of a blocking call: a handler with SA_RESTART lets it go on. */
 	struct rs_sig_mark mark = rs_sig_mark();
 	for (;;) {
 		pthread_mutex_lock(&b->lock);
@@ -220,7 +254,7 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 		pthread_mutex_unlock(&b->lock);
 		if (idle || err)
 			return 0;
-		if (interruptible && rs_sig_interrupted(&mark, true))
+		if (interruptible && rs_sig_interrupted(&mark, false))
 			return -EINTR;
 		if (sr != r) {
 			/* The send lives in another thread's ring: reap it

@@ -3,6 +3,10 @@
  * the bytes moved. tests/run runs it natively and under the shim and diffs
  * the two transcripts, so anything the shim changes shows up as a diff.
  *
+ * Lines starting with "~ " hold values batch mode may change by design (how
+ * many bytes a full stream socket takes under write-behind): tests/run
+ * compares them natively and in strict mode only. See docs/semantics.md.
+ *
  * Lines starting with "#expect " are instructions to the runner about the
  * shim's counters (RINGSHIM_STATS), e.g. "#expect served_ring>0"; they are
  * printed identically in every run. Lines starting with "#skip " make the

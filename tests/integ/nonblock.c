@@ -30,8 +30,9 @@ static void show_flags(const char *what, int fd)
 	t_note("%s: O_NONBLOCK=%s FD_CLOEXEC=%s", what, yesno(fl & O_NONBLOCK), yesno(fdfl & FD_CLOEXEC));
 }
 
-/* Write 1000-byte chunks until the call fails; print where it stopped. */
-static void fill(const char *what, int fd, int how)
+/* Write 1000-byte chunks until the call fails; print where it stopped and
+ * return how much went in. */
+static long fill(const char *what, int fd, int how, int stream)
 {
 	long total = 0, r;
 	int e = 0;
@@ -48,8 +49,12 @@ static void fill(const char *what, int fd, int how)
 		if (total > (64L << 20))
 			break;
 	}
-	t_note("%s: filled %ld bytes, stopped with ret=%ld errno=%s", what, total, r,
-	       r < 0 ? t_errname(e) : "-");
+	/* A stream socket under write-behind takes more before EAGAIN (its
+	 * sends are coalesced into fewer, larger buffers): "~" lines hold such
+	 * counts, compared only where nothing is held back (tests/run). */
+	t_note("%s%s: filled %ld bytes", stream ? "~ " : "", what, total);
+	t_note("%s: stopped with ret=%ld errno=%s", what, r, r < 0 ? t_errname(e) : "-");
+	return total;
 }
 
 /* Read with MSG_DONTWAIT (sockets) or read() (pipes, must be nonblocking)
@@ -164,16 +169,20 @@ int main(void)
 	TE("write 3", write(sv[1], "abc", 3));
 	n = TE("read", read(sv[0], buf, sizeof(buf)));
 	t_bytes("got", buf, n);
-	fill("socketpair write()", sv[1], 0);
+	long filled = fill("socketpair write()", sv[1], 0, 1);
 	TE("write 1 more", write(sv[1], "x", 1));
 	TE("send 1 more", send(sv[1], "x", 1, 0));
 	struct iovec wv = { chunk, 10 };
 	TE("writev 1 more", writev(sv[1], &wv, 1));
 	struct msghdr wm = { .msg_iov = &wv, .msg_iovlen = 1 };
 	TE("sendmsg 1 more", sendmsg(sv[1], &wm, 0));
-	t_note("drained %ld", drain(sv[0], 1));
-	fill("socketpair send(MSG_DONTWAIT)", sv[1], 1);
-	t_note("drained %ld", drain(sv[0], 1));
+	long d = drain(sv[0], 1);
+	t_note("~ drained %ld", d);
+	t_note("drained everything written: %s", d == filled + 1 + 1 + 10 + 10 ? "yes" : "no");
+	filled = fill("socketpair send(MSG_DONTWAIT)", sv[1], 1, 1);
+	d = drain(sv[0], 1);
+	t_note("~ drained %ld", d);
+	t_note("drained everything written: %s", d == filled ? "yes" : "no");
 	close(sv[0]);
 	close(sv[1]);
 
@@ -181,11 +190,11 @@ int main(void)
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, sv))
 		t_die("socketpair dgram");
 	TE("recv empty", recv(sv[0], buf, sizeof(buf), 0));
-	fill("dgram socketpair write()", sv[1], 0);
-	long d = 0;
+	fill("dgram socketpair write()", sv[1], 0, 0);
+	long dgrams = 0;
 	while (recv(sv[0], buf, sizeof(buf), 0) > 0)
-		d++;
-	t_note("datagrams received: %ld", d);
+		dgrams++;
+	t_note("datagrams received: %ld", dgrams);
 	close(sv[0]);
 	close(sv[1]);
 
@@ -228,7 +237,7 @@ int main(void)
 	TE("recv MSG_DONTWAIT", recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT));
 	TE("recvfrom MSG_DONTWAIT", recvfrom(sv[0], buf, sizeof(buf), MSG_DONTWAIT, NULL, NULL));
 	TE("recvmsg MSG_DONTWAIT", recvmsg(sv[0], &mh, MSG_DONTWAIT));
-	fill("blocking socketpair send(MSG_DONTWAIT)", sv[1], 1);
+	fill("blocking socketpair send(MSG_DONTWAIT)", sv[1], 1, 0);
 	TE("sendto MSG_DONTWAIT full", sendto(sv[1], "x", 1, MSG_DONTWAIT, NULL, 0));
 	TE("sendmsg MSG_DONTWAIT full", sendmsg(sv[1], &wm, MSG_DONTWAIT));
 	t_note("drained %ld", drain(sv[0], 1));
@@ -244,7 +253,7 @@ int main(void)
 	TE("read empty", read(p[0], buf, sizeof(buf)));
 	TE("readv empty", readv(p[0], &iv, 1));
 	TE("read 0 bytes", read(p[0], buf, 0));
-	fill("pipe write()", p[1], 0);
+	fill("pipe write()", p[1], 0, 0);
 	TE("write 1 more", write(p[1], "x", 1));
 	TE("writev 1 more", writev(p[1], &wv, 1));
 	n = TE("read 100", read(p[0], buf, 100));
@@ -265,7 +274,7 @@ int main(void)
 	TE("F_SETFL O_NONBLOCK read end", fcntl(p[0], F_SETFL, fl | O_NONBLOCK));
 	TE("read empty", read(p[0], buf, sizeof(buf)));
 	TE("F_SETFL O_NONBLOCK write end", fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK));
-	fill("pipe (fcntl) write()", p[1], 0);
+	fill("pipe (fcntl) write()", p[1], 0, 0);
 	t_note("drained %ld", drain(p[0], 0));
 	TE("F_SETFL 0 read end", fcntl(p[0], F_SETFL, fl));
 	l = (struct late){ .fd = p[1], .msg = "pipe late" };
