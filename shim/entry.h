@@ -7,6 +7,7 @@
 #include "config.h"
 #include "init.h"
 #include "io.h"
+#include "log.h"
 #include "thread.h"
 
 /* What kind of call asks: decides which fd kinds the ring serves it for. */
@@ -53,6 +54,16 @@ static inline enum rs_counter rs_servable(enum rs_kind k, enum rs_opk opk)
 	return (rs_cfg.fds & bit) ? RS_C_COUNT : RS_C_pt_fds_filter;
 }
 
+/* The first passthrough of each reason is logged (RINGSHIM_LOG=info): the
+ * commonest complaint about such libraries is silent non-acceleration. */
+static inline void rs_note_passthrough(enum rs_counter why, int fd)
+{
+	rs_count(why);
+	if (unlikely(rs_log_level >= RS_LOG_INFO))
+		rs_log_once((unsigned)why, RS_LOG_INFO, "passing calls to libc: %s (first seen on fd %d)",
+			    rs_counter_name(why), fd);
+}
+
 /* Decide how this call is served: c->ring set and c->io a ring backend, or
  * c->ring NULL and c->io the passthrough backend. */
 static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enum rs_opk opk)
@@ -66,25 +77,27 @@ static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enu
 		return;
 	rs_count(call);
 	if (unlikely(rs_depth)) {
-		rs_count(RS_C_pt_reentry);
+		rs_note_passthrough(RS_C_pt_reentry, fd);
 		return;
 	}
 	c->st = rs_fd_state(fd);
 	enum rs_counter why = rs_servable(RS_FD_KIND(c->st), opk);
 	if (why != RS_C_COUNT) {
-		rs_count(why);
+		rs_note_passthrough(why, fd);
 		return;
 	}
 	enum rs_ring_unavailable u;
 	struct rs_ring *r = rs_ring_get(&u);
 	if (unlikely(!r)) {
-		rs_count(u == RS_RING_CAP ? RS_C_pt_ring_cap : RS_C_pt_fallback);
+		rs_note_passthrough(u == RS_RING_CAP ? RS_C_pt_ring_cap : RS_C_pt_fallback, fd);
 		return;
 	}
 	c->ring = r;
 	c->io = rs_mode_io;
 	c->saved_errno = errno;
 	rs_depth++;
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_ring_flush_if_old(r);
 }
 
 /* Finish: count how the call was served and turn -errno into errno. On

@@ -6,12 +6,17 @@
 
 #include "batch.h"
 #include "entry.h"
+#include "stats.h"
 #include "real.h"
 
 static void before_exec(void)
 {
-	if (rs_ready() && rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
+	if (!rs_ready() || rs_depth)
+		return;
+	if (rs_cfg.mode == RS_MODE_BATCH)
 		rs_batch_flush_all(true);
+	/* The new image keeps this pid: it must not find our segment. */
+	rs_stats_unpublish();
 }
 
 RS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])

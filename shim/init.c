@@ -102,5 +102,6 @@ __attribute__((destructor)) static void rs_destructor(void)
 	if (rs_cfg.mode == RS_MODE_BATCH)
 		rs_batch_flush_all(true);
 	rs_stats_report_exit();
+	rs_stats_unpublish();
 }
 

@@ -127,6 +127,8 @@ unsigned rs_ring_reap(struct rs_ring *r)
 
 struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 {
+	if (r->uring.sq.sqe_tail == r->uring.sq.sqe_head)
+		r->pending_since_ns = now_ns();
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
 	if (likely(sqe))
 		return sqe;
@@ -137,6 +139,18 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 		sqe = io_uring_get_sqe(&r->uring);
 	}
 	return sqe;
+}
+
+void rs_ring_flush_if_old(struct rs_ring *r)
+{
+	if (r->uring.sq.sqe_tail == r->uring.sq.sqe_head)
+		return;
+	if (now_ns() - r->pending_since_ns < (uint64_t)rs_cfg.flush_us * 1000)
+		return;
+	rs_ring_lock(r);
+	if (r->uring.sq.sqe_tail != r->uring.sq.sqe_head)
+		rs_ring_poke(r);
+	rs_ring_unlock(r);
 }
 
 int rs_ring_poke(struct rs_ring *r)

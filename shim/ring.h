@@ -39,6 +39,7 @@ struct rs_ring {
 	 * prepared in the current epoch may still be changed. */
 	unsigned submit_epoch;
 	bool reaping;
+	uint64_t pending_since_ns; /* first SQE prepared since the last flush */
 	bool files_registered; /* sparse direct-descriptor table (accept queue) */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
@@ -64,6 +65,9 @@ static inline bool rs_ring_has_news(struct rs_ring *r)
 /* Enter the kernel without waiting: submit what is queued and run pending
  * completion work. r->lock held. */
 int rs_ring_poke(struct rs_ring *r);
+/* Prepared SQEs have waited RINGSHIM_FLUSH_US: submit them (write-behind's
+ * age threshold). Called on the way into every shim call. */
+void rs_ring_flush_if_old(struct rs_ring *r);
 /* Submit and wait for at least one completion (any), with an optional
  * timeout and signal mask; the lock is dropped while sleeping. Returns the
  * enter result (-EINTR, -ETIME, ...). r->lock held. */

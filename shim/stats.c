@@ -1,7 +1,10 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -10,23 +13,40 @@
 #include "stats.h"
 
 #define RS_STATS_SLOTS 1024
+#define RS_NAMES_SIZE 4096
 
-/* Laid out so that it can be published as a shared-memory segment for
- * `ringshim stat` without changing the hot path. */
+/* The counters live in a shared-memory segment, /dev/shm/ringshim.PID
+ * (mode 0600), which `ringshim stat` reads while the process runs. It is
+ * self-describing — the counter names are in it — so the tool needs no
+ * copy of this layout beyond the header. docs/observability.md has it. */
 struct rs_stats_segment {
-	uint32_t magic;
-	uint32_t version;
-	int32_t pid;
+	char magic[8]; /* "RINGSHM1" */
+	uint32_t header_size;
 	uint32_t nslots;
+	int32_t pid;
+	uint32_t ncounters;
+	uint32_t ngauges;
+	uint32_t block_size;	 /* bytes per counter block */
+	uint64_t start_time;	 /* field 22 of /proc/PID/stat: tells a reused pid */
+	uint32_t names_offset;	 /* counter names then gauge names, NUL-separated */
+	uint32_t gauges_offset;	 /* int64_t[ngauges] */
+	uint32_t used_offset;	 /* uint64_t[nslots / 64]: live slots */
+	uint32_t retired_offset; /* one block: exited threads, overflow */
+	uint32_t slots_offset;	 /* nslots blocks, one per live thread */
+	char prog[64];
+	char mode[16];
+	char names[RS_NAMES_SIZE];
 	int64_t gauges[RS_G_COUNT];
 	uint64_t slot_used[RS_STATS_SLOTS / 64];
-	struct rs_counter_block retired; /* exited threads and overflow */
+	struct rs_counter_block retired;
 	struct rs_counter_block slots[RS_STATS_SLOTS];
 };
 
 RS_TLS struct rs_counter_block *rs_tls_counters;
 static RS_TLS int tls_slot = -1;
 static struct rs_stats_segment *seg;
+static char seg_name[64];
+static bool seg_shared;
 /* Used until the segment exists, and if it cannot be mapped. */
 static struct rs_counter_block early_block;
 
@@ -47,22 +67,100 @@ const char *rs_counter_name(enum rs_counter c)
 	return c < RS_C_COUNT ? counter_names[c] : "?";
 }
 
+extern char *program_invocation_short_name;
+
+static uint64_t own_start_time(void)
+{
+	char buf[1024];
+	int fd = RS_REAL(open64)("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = RS_REAL(read)(fd, buf, sizeof(buf) - 1);
+	RS_REAL(close)(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name may hold spaces: count fields after its ')'. */
+	char *p = strrchr(buf, ')');
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static void describe_segment(struct rs_stats_segment *s)
+{
+	memcpy(s->magic, "RINGSHM1", 8);
+	s->header_size = (uint32_t)offsetof(struct rs_stats_segment, names);
+	s->nslots = RS_STATS_SLOTS;
+	s->pid = getpid();
+	s->ncounters = RS_C_COUNT;
+	s->ngauges = RS_G_COUNT;
+	s->block_size = sizeof(struct rs_counter_block);
+	s->start_time = own_start_time();
+	s->names_offset = (uint32_t)offsetof(struct rs_stats_segment, names);
+	s->gauges_offset = (uint32_t)offsetof(struct rs_stats_segment, gauges);
+	s->used_offset = (uint32_t)offsetof(struct rs_stats_segment, slot_used);
+	s->retired_offset = (uint32_t)offsetof(struct rs_stats_segment, retired);
+	s->slots_offset = (uint32_t)offsetof(struct rs_stats_segment, slots);
+	rs_snprintf(s->prog, sizeof(s->prog), "%s", program_invocation_short_name);
+	rs_snprintf(s->mode, sizeof(s->mode), "%s",
+		    rs_cfg.mode == RS_MODE_BATCH ? "batch" : "strict");
+	static const char *const gauge_names[RS_G_COUNT] = {
+		"wb_pending", "wb_peak", "stash_bytes", "acceptq_depth", "fds_managed", "rings_live",
+	};
+	size_t off = 0;
+	for (int i = 0; i < RS_C_COUNT; i++)
+		off += rs_snprintf(s->names + off, RS_NAMES_SIZE - off, "%s", counter_names[i]) + 1;
+	for (int i = 0; i < RS_G_COUNT; i++)
+		off += rs_snprintf(s->names + off, RS_NAMES_SIZE - off, "%s", gauge_names[i]) + 1;
+}
+
+/* A segment of our own in /dev/shm, or private memory if that fails (the
+ * counters still work, `ringshim stat` just cannot see them). */
+static struct rs_stats_segment *map_segment(void)
+{
+	rs_snprintf(seg_name, sizeof(seg_name), "/ringshim.%d", (int)getpid());
+	int fd = -1;
+	for (int tries = 0; tries < 2 && fd < 0; tries++) {
+		fd = shm_open(seg_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST)
+			shm_unlink(seg_name); /* left by a killed process with this pid */
+	}
+	void *p = MAP_FAILED;
+	if (fd >= 0) {
+		if (ftruncate(fd, sizeof(struct rs_stats_segment)) == 0)
+			p = mmap(NULL, sizeof(struct rs_stats_segment), PROT_READ | PROT_WRITE,
+				 MAP_SHARED, fd, 0);
+		RS_REAL(close)(fd);
+		if (p == MAP_FAILED)
+			shm_unlink(seg_name);
+	}
+	seg_shared = p != MAP_FAILED;
+	if (p == MAP_FAILED)
+		p = mmap(NULL, sizeof(struct rs_stats_segment), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	describe_segment(p);
+	return p;
+}
+
 void rs_stats_init(void)
 {
 	if (seg)
 		return;
-	void *p = mmap(NULL, sizeof(*seg), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
+	seg = map_segment();
+	if (!seg)
 		rs_warn("cannot map the counters (errno %d); counting into one shared block",
 			errno);
-		return;
+}
+
+void rs_stats_unpublish(void)
+{
+	if (seg_shared) {
+		shm_unlink(seg_name);
+		seg_shared = false;
 	}
-	seg = p;
-	seg->magic = 0x52534853; /* "RSHS" */
-	seg->version = 1;
-	seg->pid = getpid();
-	seg->nslots = RS_STATS_SLOTS;
 }
 
 static void add_block(struct rs_counter_block *dst, const struct rs_counter_block *src)
@@ -116,18 +214,20 @@ void rs_stats_after_fork_child(void)
 	memset(&early_block, 0, sizeof(early_block));
 	if (!seg)
 		return;
-	/* Only the forking thread survives; its slot stays, zeroed. */
-	memset(&seg->retired, 0, sizeof(seg->retired));
-	for (unsigned i = 0; i < RS_STATS_SLOTS; i++)
-		if ((int)i != tls_slot)
-			memset(&seg->slots[i], 0, sizeof(seg->slots[i]));
-	memset(seg->slot_used, 0, sizeof(seg->slot_used));
-	if (tls_slot >= 0) {
-		memset(&seg->slots[tls_slot], 0, sizeof(seg->slots[tls_slot]));
-		seg->slot_used[tls_slot / 64] |= 1ULL << (tls_slot % 64);
+	/* The parent's segment is shared memory: the child must not count
+	 * into it. It gets a segment of its own, starting from zero. */
+	struct rs_stats_segment *parent = seg;
+	seg = map_segment();
+	munmap(parent, sizeof(*parent));
+	if (!seg) {
+		tls_slot = -1;
+		rs_tls_counters = NULL;
+		return;
 	}
-	memset(seg->gauges, 0, sizeof(seg->gauges));
-	seg->pid = getpid();
+	if (tls_slot >= 0) {
+		seg->slot_used[tls_slot / 64] |= 1ULL << (tls_slot % 64);
+		rs_tls_counters = &seg->slots[tls_slot];
+	}
 }
 
 void rs_gauge_add(enum rs_gauge g, int64_t delta)

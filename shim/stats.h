@@ -87,6 +87,8 @@ int64_t rs_gauge_get(enum rs_gauge g);
 void rs_count_sqes_per_enter(unsigned n);
 
 void rs_stats_init(void);
+/* Remove the /dev/shm segment (at exit). */
+void rs_stats_unpublish(void);
 /* A thread is exiting: fold its block into the process totals. */
 void rs_stats_thread_exit(void);
 /* Child side of fork: the child's counters start at zero. */
