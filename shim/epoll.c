@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "config.h"
 #include "epoll.h"
 #include "fdtable.h"
 #include "log.h"
@@ -216,8 +217,10 @@ static void arm_item(struct rs_ring *r, struct rs_fdb *b)
 
 static bool want_kernel(uint32_t st)
 {
-	/* Only fds with batch state can be watched by the shim. */
-	return !(RS_FD_KIND(st) == RS_KIND_TCP || RS_FD_KIND(st) == RS_KIND_UNIX_STREAM);
+	/* Only fds with batch state can be watched by the shim, and under
+	 * SQPOLL none are (fdb.c). */
+	return rs_cfg.sqpoll ||
+	       !(RS_FD_KIND(st) == RS_KIND_TCP || RS_FD_KIND(st) == RS_KIND_UNIX_STREAM);
 }
 
 /* ---- the kernel part: a multishot poll on the real epoll fd -------------- */
@@ -441,6 +444,55 @@ static void adopt(struct rs_ring *r, struct rs_epoll *ep)
 	}
 }
 
+#ifndef IORING_OP_EPOLL_WAIT
+#define IORING_OP_EPOLL_WAIT 59
+#endif
+
+/* An epoll set with nothing watched by the shim is the kernel's own: wait
+ * on it through the ring (IORING_OP_EPOLL_WAIT, Linux 6.15), so queued
+ * sends and the wait share one io_uring_enter — or none at all under
+ * SQPOLL with busy polling. The events land straight in the program's
+ * array; the op is cancelled (and reaped) before a timeout or a signal
+ * returns. */
+static int kernel_wait(struct rs_ring *r, struct rs_epoll *ep, struct epoll_event *evs, int max,
+		       const struct timespec *timeout, const sigset_t *mask)
+{
+	struct rs_op op = { 0 };
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return -EBUSY;
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_EPOLL_WAIT;
+	sqe->fd = ep->epfd;
+	sqe->addr = (uint64_t)(uintptr_t)evs;
+	sqe->len = (unsigned)max;
+	sqe->user_data = (uint64_t)(uintptr_t)&op;
+	struct rs_wait w = { 0 };
+	w.interruptible = true;
+	w.never_restart = true;
+	w.sigmask = mask;
+	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
+	if (timeout && !zero)
+		w.timeout_ns = (uint64_t)timeout->tv_sec * 1000000000u + (uint64_t)timeout->tv_nsec;
+	if (zero) {
+		/* Nothing ready must not wait: give the op one pass, then take
+		 * it back. */
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+		if (!op.done) {
+			int res = rs_ring_cancel_wait(r, &op);
+			return res == -ECANCELED ? 0 : res;
+		}
+		return op.res;
+	}
+	int res = rs_ring_run(r, &op, &w);
+	if (res == RS_TIMED_OUT)
+		return 0;
+	if (res == -EINTR)
+		rs_count(RS_C_eintr);
+	return res;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -472,6 +524,14 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	int n = 0;
 
 	rs_ring_lock(r);
+	pthread_mutex_lock(&ep->lock);
+	bool kernel_only = !ep->items;
+	pthread_mutex_unlock(&ep->lock);
+	if (kernel_only && rs_ring_op_supported(IORING_OP_EPOLL_WAIT)) {
+		n = kernel_wait(r, ep, evs, max, timeout, mask);
+		rs_ring_unlock(r);
+		return n;
+	}
 	if (ep->home != r)
 		adopt(r, ep);
 	for (;;) {

@@ -34,11 +34,16 @@ static uint32_t fdb_flags_for(uint32_t st)
 	unsigned f = RS_FD_FLAGS(st);
 	if (!rs_kind_is_stream(k))
 		return 0;
+	/* Under SQPOLL a multishot receive would take bytes on the kernel
+	 * thread's time: a read finding the stash empty could not tell that
+	 * bytes had already arrived. Readiness stays with the kernel's epoll
+	 * there, reads go through the ring one by one. */
+	bool completions = !rs_cfg.sqpoll;
 	if (f & RS_FD_LISTENING)
-		return FDB_LISTEN;
+		return completions ? FDB_LISTEN : 0;
 	if (!(f & RS_FD_STREAM_CONNECTED))
 		return 0;
-	return FDB_WB | (k == RS_KIND_TCP ? FDB_RX : 0);
+	return FDB_WB | (k == RS_KIND_TCP && completions ? FDB_RX : 0);
 }
 
 struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)

@@ -27,11 +27,19 @@ static unsigned live_rings;
 static struct rs_ring *live_list;
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* SQ polling threads to share (IORING_SETUP_ATTACH_WQ): the fds of the
+ * rings that own them, under live_lock. */
+#define MAX_SQ_ANCHORS 64
+static struct rs_ring *sq_anchors[MAX_SQ_ANCHORS];
+static unsigned sq_anchor_count, sq_next;
+static bool sqpoll_refused, sqpoll_used;
+
 static bool probed;
 static bool op_supported[256];
 bool rs_ring_accept_dontwait;
 
-enum { LOG_ONCE_NO_URING = 1, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_KERNEL };
+/* Keys for rs_log_once, clear of the counter indexes the entry layer uses. */
+enum { LOG_ONCE_NO_URING = 50, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_KERNEL, LOG_ONCE_SQPOLL };
 
 bool rs_ring_op_supported(int opcode)
 {
@@ -64,11 +72,50 @@ static unsigned flush_sq(struct rs_ring *r)
 	return tail - io_uring_smp_load_acquire(sq->khead);
 }
 
+bool rs_ring_sqpoll_active(void)
+{
+	return __atomic_load_n(&sqpoll_used, __ATOMIC_RELAXED);
+}
+
+/* With RINGSHIM_BUSY_POLL_US, look at the CQ for a while before sleeping:
+ * under SQPOLL completions arrive without our entering the kernel. Stops
+ * early for a signal, which the caller must look at. */
+static bool busy_poll(struct rs_ring *r, unsigned want)
+{
+	if (!rs_cfg.busy_poll_us || !r->sqpoll)
+		return false;
+	unsigned long delivered = rs_sig.delivered;
+	uint64_t until = now_ns() + (uint64_t)rs_cfg.busy_poll_us * 1000;
+	do {
+		if (io_uring_cq_ready(&r->uring) >= want)
+			return true;
+		if (rs_sig.delivered != delivered)
+			return false;
+		__builtin_ia32_pause();
+	} while (now_ns() < until);
+	return false;
+}
+
 static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_complete,
 		      const struct __kernel_timespec *ts, const sigset_t *mask)
 {
 	/* GETEVENTS even without waiting: it runs pending completion work. */
 	unsigned flags = IORING_ENTER_GETEVENTS;
+	if (r->sqpoll) {
+		/* The SQ thread picks submissions up by itself; the kernel is
+		 * entered only to wake it, or to sleep for completions. */
+		unsigned sqf = IO_URING_READ_ONCE(*r->uring.sq.kflags);
+		if (sqf & IORING_SQ_NEED_WAKEUP)
+			flags |= IORING_ENTER_SQ_WAKEUP;
+		if (min_complete && busy_poll(r, min_complete))
+			return (int)to_submit;
+		if (!min_complete && !(flags & IORING_ENTER_SQ_WAKEUP) &&
+		    !(sqf & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
+			if (to_submit)
+				rs_count_sqes_per_enter(to_submit);
+			return (int)to_submit;
+		}
+	}
 	struct io_uring_getevents_arg arg;
 	void *argp = NULL;
 	size_t argsz = 0;
@@ -133,8 +180,19 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 	if (likely(sqe))
 		return sqe;
 	rs_count(RS_C_sq_full_flushes);
-	for (int tries = 0; tries < 8 && !sqe; tries++) {
-		ring_enter(r, flush_sq(r), 0, NULL, NULL);
+	for (int tries = 0; tries < 64 && !sqe; tries++) {
+		unsigned n = flush_sq(r);
+		if (r->sqpoll) {
+			/* Wait for the SQ thread to make room. */
+			unsigned fl = IORING_ENTER_SQ_WAIT | IORING_ENTER_SQ_WAKEUP;
+			int fd = (r->uring.int_flags & 1) ? r->uring.enter_ring_fd : r->uring.ring_fd;
+			io_uring_enter2((unsigned)fd, n, 0,
+					fl | ((r->uring.int_flags & 1) ? IORING_ENTER_REGISTERED_RING : 0),
+					NULL, 0);
+			rs_count(RS_C_enter);
+		} else {
+			ring_enter(r, n, 0, NULL, NULL);
+		}
 		rs_ring_reap(r);
 		sqe = io_uring_get_sqe(&r->uring);
 	}
@@ -285,7 +343,16 @@ static void probe_kernel(struct rs_ring *r)
 	__atomic_store_n(&probed, true, __ATOMIC_RELEASE);
 }
 
-static int setup_uring(struct io_uring *u, unsigned entries)
+/* A ring whose SQ thread a new ring can share, if any (live_lock held). */
+static struct rs_ring *sq_anchor(void)
+{
+	if (sq_anchor_count < rs_cfg.sqpoll_threads || !sq_anchor_count)
+		return NULL; /* this ring starts a thread of its own */
+	return sq_anchors[sq_next++ % sq_anchor_count];
+}
+
+static int setup_plain(struct io_uring *u, unsigned entries, unsigned extra,
+		       struct io_uring_params *base)
 {
 	static const unsigned flag_sets[] = {
 		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
@@ -295,15 +362,56 @@ static int setup_uring(struct io_uring *u, unsigned entries)
 	};
 	int ret = -EINVAL;
 	for (size_t i = 0; i < RS_ARRAY_SIZE(flag_sets); i++) {
-		struct io_uring_params p;
-		memset(&p, 0, sizeof(p));
-		p.flags = flag_sets[i];
+		struct io_uring_params p = *base;
+		p.flags = flag_sets[i] | extra;
 		p.cq_entries = entries * 4;
 		ret = io_uring_queue_init_params(entries, u, &p);
 		if (ret != -EINVAL)
 			return ret;
 	}
 	return ret;
+}
+
+static int setup_uring(struct rs_ring *r, unsigned entries)
+{
+	struct io_uring_params base;
+	memset(&base, 0, sizeof(base));
+	if (rs_cfg.sqpoll && !__atomic_load_n(&sqpoll_refused, __ATOMIC_RELAXED)) {
+		unsigned extra = IORING_SETUP_SQPOLL;
+		base.sq_thread_idle = rs_cfg.sqpoll_idle_ms;
+		if (rs_cfg.sqpoll_cpu >= 0) {
+			extra |= IORING_SETUP_SQ_AFF;
+			base.sq_thread_cpu = (unsigned)rs_cfg.sqpoll_cpu;
+		}
+		pthread_mutex_lock(&live_lock);
+		struct rs_ring *anchor = sq_anchor();
+		if (anchor) {
+			extra |= IORING_SETUP_ATTACH_WQ;
+			base.wq_fd = (unsigned)anchor->uring.ring_fd;
+		}
+		int ret = setup_plain(&r->uring, entries, extra, &base);
+		if (ret && anchor) {
+			/* The shared thread is gone: start one of our own. */
+			extra &= ~IORING_SETUP_ATTACH_WQ;
+			base.wq_fd = 0;
+			ret = setup_plain(&r->uring, entries, extra, &base);
+			anchor = NULL;
+		}
+		if (!ret) {
+			r->sqpoll = true;
+			__atomic_store_n(&sqpoll_used, true, __ATOMIC_RELAXED);
+			if (!anchor && sq_anchor_count < MAX_SQ_ANCHORS)
+				sq_anchors[sq_anchor_count++] = r;
+		}
+		pthread_mutex_unlock(&live_lock);
+		if (!ret)
+			return 0;
+		__atomic_store_n(&sqpoll_refused, true, __ATOMIC_RELAXED);
+		rs_log_once(LOG_ONCE_SQPOLL, RS_LOG_WARN,
+			    "SQPOLL refused (errno %d); running without a submission thread", -ret);
+		memset(&base, 0, sizeof(base));
+	}
+	return setup_plain(&r->uring, entries, 0, &base);
 }
 
 static const char *why_no_uring(int err)
@@ -348,7 +456,7 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 
 	struct rs_ring *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int ret = r == MAP_FAILED ? -ENOMEM : setup_uring(&r->uring, rs_cfg.ring_entries);
+	int ret = r == MAP_FAILED ? -ENOMEM : setup_uring(r, rs_cfg.ring_entries);
 	if (ret == 0 && !(r->uring.features & IORING_FEAT_EXT_ARG)) {
 		io_uring_queue_exit(&r->uring);
 		ret = -ENOSYS;
@@ -400,6 +508,12 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 static void unlink_live(struct rs_ring *r)
 {
 	pthread_mutex_lock(&live_lock);
+	for (unsigned i = 0; i < sq_anchor_count; i++) {
+		if (sq_anchors[i] == r) {
+			sq_anchors[i] = sq_anchors[--sq_anchor_count];
+			break;
+		}
+	}
 	for (struct rs_ring **p = &live_list; *p; p = &(*p)->next_live) {
 		if (*p == r) {
 			*p = r->next_live;
@@ -461,6 +575,7 @@ void rs_ring_after_fork_child(void)
 		r = next;
 	}
 	live_rings = 0;
+	sq_anchor_count = 0;
 	rs_tls_ring = NULL;
 	tls_unavailable = RS_RING_OK;
 }

@@ -41,6 +41,7 @@ struct rs_ring {
 	bool reaping;
 	uint64_t pending_since_ns; /* first SQE prepared since the last flush */
 	bool files_registered; /* sparse direct-descriptor table (accept queue) */
+	bool sqpoll;	       /* a kernel thread submits: no enter to submit */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
 
@@ -133,6 +134,9 @@ int rs_ring_cancel_wait(struct rs_ring *r, struct rs_op *op);
 int rs_ring_submit(struct rs_ring *r);
 /* Reap every CQE available now. Returns how many. */
 unsigned rs_ring_reap(struct rs_ring *r);
+
+/* SQPOLL was asked for and this process got it. */
+bool rs_ring_sqpoll_active(void);
 
 /* Kernel capabilities found when the first ring was made. */
 bool rs_ring_op_supported(int opcode);
