@@ -106,7 +106,10 @@ static inline ssize_t rs_end(struct rs_call *c, ssize_t res)
 {
 	if (c->ring) {
 		rs_depth--;
-		rs_count(c->served);
+		if (c->served >= RS_C_PT_FIRST && c->served < RS_C_served_ring)
+			rs_note_passthrough(c->served, c->fd);
+		else
+			rs_count(c->served);
 		if (res >= 0) {
 			errno = c->saved_errno;
 			return res;

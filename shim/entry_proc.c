@@ -19,41 +19,51 @@ static void before_exec(void)
 	rs_stats_unpublish();
 }
 
+/* exec only returns when it failed: the process goes on, and is seen again. */
+static int after_exec(int ret)
+{
+	int saved = errno;
+	if (rs_ready())
+		rs_stats_republish();
+	errno = saved;
+	return ret;
+}
+
 RS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	before_exec();
-	return RS_REAL(execve)(path, argv, envp);
+	return after_exec(RS_REAL(execve)(path, argv, envp));
 }
 
 RS_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
 		       int flags)
 {
 	before_exec();
-	return RS_REAL(execveat)(dirfd, path, argv, envp, flags);
+	return after_exec(RS_REAL(execveat)(dirfd, path, argv, envp, flags));
 }
 
 RS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	before_exec();
-	return RS_REAL(fexecve)(fd, argv, envp);
+	return after_exec(RS_REAL(fexecve)(fd, argv, envp));
 }
 
 RS_EXPORT int execv(const char *path, char *const argv[])
 {
 	before_exec();
-	return RS_REAL(execv)(path, argv);
+	return after_exec(RS_REAL(execv)(path, argv));
 }
 
 RS_EXPORT int execvp(const char *file, char *const argv[])
 {
 	before_exec();
-	return RS_REAL(execvp)(file, argv);
+	return after_exec(RS_REAL(execvp)(file, argv));
 }
 
 RS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	before_exec();
-	return RS_REAL(execvpe)(file, argv, envp);
+	return after_exec(RS_REAL(execvpe)(file, argv, envp));
 }
 
 /* The execl family builds argv and calls execve/execvp inside libc, where
@@ -109,6 +119,33 @@ RS_EXPORT int execle(const char *path, const char *arg, ...)
 	if (n < 0)
 		return -1;
 	return execve(path, (char *const *)argv, envp);
+}
+
+/* _exit() skips atexit and destructors: deliver what is queued, leave the
+ * counters line (forked workers often end this way) and remove the
+ * segment here. */
+static void before_exit(void)
+{
+	if (!rs_ready() || rs_depth)
+		return;
+	if (rs_cfg.mode == RS_MODE_BATCH)
+		rs_batch_flush_all(true);
+	rs_stats_report_exit();
+	rs_stats_unpublish();
+}
+
+RS_EXPORT void _exit(int status)
+{
+	before_exit();
+	RS_REAL(_exit)(status);
+	__builtin_unreachable();
+}
+
+RS_EXPORT void _Exit(int status)
+{
+	before_exit();
+	RS_REAL(_exit)(status);
+	__builtin_unreachable();
 }
 
 /* vfork() shares the parent's memory: a vfork child calling close() or

@@ -217,10 +217,18 @@ static void arm_item(struct rs_ring *r, struct rs_fdb *b)
 
 static bool want_kernel(uint32_t st)
 {
-	/* Only fds with batch state can be watched by the shim, and under
-	 * SQPOLL none are (fdb.c). */
-	return rs_cfg.sqpoll ||
-	       !(RS_FD_KIND(st) == RS_KIND_TCP || RS_FD_KIND(st) == RS_KIND_UNIX_STREAM);
+	/* The shim watches what it receives or accepts itself: connected TCP
+	 * sockets (their stash) and listening stream sockets (their accept
+	 * queue). The kernel watches everything else — unix stream sockets
+	 * too, whose bytes the shim never takes — and, under SQPOLL,
+	 * everything (fdb.c). */
+	if (rs_cfg.sqpoll)
+		return true;
+	enum rs_kind k = RS_FD_KIND(st);
+	unsigned f = RS_FD_FLAGS(st);
+	if (f & RS_FD_LISTENING)
+		return !rs_kind_is_stream(k);
+	return k != RS_KIND_TCP;
 }
 
 /* ---- the kernel part: a multishot poll on the real epoll fd -------------- */
@@ -534,13 +542,10 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	}
 	if (ep->home != r)
 		adopt(r, ep);
+	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
+	bool poked = false;
 	for (;;) {
-		/* One enter sends what was queued since the last call and runs
-		 * completions that arrived meanwhile. */
-		if (io_uring_sq_ready(&r->uring) || rs_ring_has_news(r))
-			rs_ring_poke(r);
 		rs_ring_reap(r);
-
 		pthread_mutex_lock(&ep->lock);
 		bool kcheck = ep->nkernel && ep->kready;
 		kpoll_arm(r, ep);
@@ -569,9 +574,18 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			if (s > 0)
 				n += s;
 		}
-		if (n || (timeout && !timeout->tv_sec && !timeout->tv_nsec))
+		/* Events at hand return at once; the sends queued meanwhile go
+		 * out with the next enter — the one that waits, a full SQ, or
+		 * RINGSHIM_FLUSH_US — so a busy loop pays no syscall at all. */
+		if (n)
 			break;
-
+		if (zero) {
+			if (poked || !(io_uring_sq_ready(&r->uring) || rs_ring_has_news(r)))
+				break;
+			rs_ring_poke(r); /* completions may be waiting to be run */
+			poked = true;
+			continue;
+		}
 		struct __kernel_timespec ts, *tsp = NULL;
 		if (!forever) {
 			uint64_t now = now_ns();

@@ -844,8 +844,10 @@ static int s_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 	if (!rs_ring_accept_dontwait) {
 		/* No nonblocking accept in this kernel's io_uring: only a
 		 * blocking accept can be served, as one op that waits. */
-		if (nonblocking(c) || shared(c))
+		if (nonblocking(c) || shared(c)) {
+			c->served = RS_C_pt_unsupported;
 			return RS_USE_LIBC;
+		}
 		return (int)timed_out_as(rs_strict_exec(c, prep_accept, &a, &o, NULL), EAGAIN);
 	}
 	o.poll_events = POLLIN;
@@ -934,7 +936,8 @@ static int s_close(struct rs_call *c)
 		__typeof__(call) r_ = (call);                                  \
 		if (r_ != RS_USE_LIBC)                                         \
 			return r_;                                             \
-		c->served = RS_C_pt_flags;                                     \
+		if (c->served == RS_C_served_ring)                             \
+			c->served = RS_C_pt_flags;                             \
 		return pt_call;                                                \
 	} while (0)
 

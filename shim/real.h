@@ -86,6 +86,7 @@
 	X(int, execvp, (const char *, char *const[]))                          \
 	X(int, execvpe, (const char *, char *const[], char *const[]))          \
 	X(int, getsockopt, (int, int, int, void *, socklen_t *))              \
+	X(void, _exit, (int))                                                  \
 	X(int, setrlimit, (__rlimit_resource_t, const struct rlimit *))        \
 	X(int, prlimit, (pid_t, __rlimit_resource_t, const struct rlimit *,    \
 			 struct rlimit *))

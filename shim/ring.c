@@ -107,12 +107,13 @@ static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_comple
 		unsigned sqf = IO_URING_READ_ONCE(*r->uring.sq.kflags);
 		if (sqf & IORING_SQ_NEED_WAKEUP)
 			flags |= IORING_ENTER_SQ_WAKEUP;
-		if (min_complete && busy_poll(r, min_complete))
+		if (min_complete && busy_poll(r, min_complete)) {
+			rs_count_n(RS_C_sqes, to_submit);
 			return (int)to_submit;
+		}
 		if (!min_complete && !(flags & IORING_ENTER_SQ_WAKEUP) &&
 		    !(sqf & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
-			if (to_submit)
-				rs_count_sqes_per_enter(to_submit);
+			rs_count_n(RS_C_sqes, to_submit);
 			return (int)to_submit;
 		}
 	}

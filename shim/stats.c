@@ -163,6 +163,35 @@ void rs_stats_unpublish(void)
 	}
 }
 
+/* exec() failed after the segment was unlinked: publish the counters again
+ * under a new file placed exactly where the old mapping was, so every
+ * thread's pointer into it stays good. */
+void rs_stats_republish(void)
+{
+	if (seg_shared || !seg)
+		return;
+	struct rs_stats_segment *old = seg;
+	seg = NULL;
+	struct rs_stats_segment *fresh = map_segment();
+	if (!fresh) {
+		seg = old;
+		return;
+	}
+	if (!seg_shared) {
+		munmap(fresh, sizeof(*fresh));
+		seg = old;
+		return;
+	}
+	memcpy(fresh, old, sizeof(*fresh));
+	if (mremap(fresh, sizeof(*fresh), sizeof(*fresh), MREMAP_MAYMOVE | MREMAP_FIXED, old) ==
+	    MAP_FAILED) {
+		munmap(fresh, sizeof(*fresh));
+		shm_unlink(seg_name);
+		seg_shared = false;
+	}
+	seg = old;
+}
+
 static void add_block(struct rs_counter_block *dst, const struct rs_counter_block *src)
 {
 	for (int i = 0; i < RS_C_COUNT; i++)
@@ -283,8 +312,30 @@ void rs_stats_sum(uint64_t out[RS_C_COUNT])
 
 extern char *program_invocation_short_name;
 
+/* A JSON string body: program names may hold quotes or backslashes. */
+static size_t json_escape(char *out, size_t size, const char *s)
+{
+	size_t n = 0;
+	for (; *s && n + 7 < size; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			n += rs_snprintf(out + n, size - n, "\\u%c%c%c%c", '0', '0',
+					 "0123456789abcdef"[ch >> 4], "0123456789abcdef"[ch & 15]);
+		} else {
+			out[n++] = (char)ch;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
 size_t rs_stats_format_json(char *buf, size_t size)
 {
+	char prog[160];
+	json_escape(prog, sizeof(prog), program_invocation_short_name);
 	uint64_t v[RS_C_COUNT];
 	rs_stats_sum(v);
 	uint64_t calls = 0, pt = 0;
@@ -296,7 +347,7 @@ size_t rs_stats_format_json(char *buf, size_t size)
 			       "{\"ringshim\":1,\"pid\":%d,\"ppid\":%d,\"prog\":\"%s\","
 			       "\"mode\":\"%s\",\"sqpoll\":%s,\"counters\":{\"calls\":%llu,"
 			       "\"passthrough\":%llu",
-			       (int)getpid(), (int)getppid(), program_invocation_short_name,
+			       (int)getpid(), (int)getppid(), prog,
 			       rs_cfg.mode == RS_MODE_BATCH ? "batch" : "strict",
 			       rs_cfg.sqpoll ? "true" : "false", (unsigned long long)calls,
 			       (unsigned long long)pt);

@@ -23,8 +23,7 @@
 	X(reentry)     /* called from a signal handler inside the shim */       \
 	X(flags)       /* a flag or mode the ring path does not emulate */      \
 	X(unsupported) /* an opcode the kernel lacks */                         \
-	X(ring_cap)    /* RINGSHIM_MAX_RINGS reached */                         \
-	X(shared)      /* fd left the process's sole control */
+	X(ring_cap)    /* RINGSHIM_MAX_RINGS reached */
 
 #define RS_OTHER_COUNTERS(X)                                                   \
 	X(served_ring) X(served_stash) X(served_acceptq) X(served_writebehind)  \
@@ -87,8 +86,10 @@ int64_t rs_gauge_get(enum rs_gauge g);
 void rs_count_sqes_per_enter(unsigned n);
 
 void rs_stats_init(void);
-/* Remove the /dev/shm segment (at exit). */
+/* Remove the /dev/shm segment (at exit, before exec); put it back if the
+ * exec failed. */
 void rs_stats_unpublish(void);
+void rs_stats_republish(void);
 /* A thread is exiting: fold its block into the process totals. */
 void rs_stats_thread_exit(void);
 /* Child side of fork: the child's counters start at zero. */

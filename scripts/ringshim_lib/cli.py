@@ -1,4 +1,4 @@
-"""Top-level command dispatch: `ringshim run ...`, `ringshim ab ...`."""
+"""Top-level command dispatch: `ringshim run ...`, `ringshim ab ...`, `ringshim stat ...`."""
 
 import sys
 from typing import List, Optional
@@ -8,6 +8,7 @@ from . import __version__, envvars, launcher
 USAGE = """usage: ringshim run [OPTIONS] [--] CMD [ARGS...]
        ringshim ab (--preset NAME | --server CMD --ready PORT --load CMD) [OPTIONS]
        ringshim ab --list-presets
+       ringshim stat [PID [--watch SECONDS]] [--json]
        ringshim --help | --version"""
 
 
@@ -22,6 +23,10 @@ def main_help() -> str:
         "  run   run a command with the library preloaded ('ringshim run --help')",
         "  ab    A/B benchmark a server with and without the library, alternating",
         "        the variants run by run, and write a report ('ringshim ab --help')",
+        "  stat  show the live counters of the processes running with the library:",
+        "        one line per process, or every counter of one PID, once or every N",
+        "        seconds as rates; removes segments of processes that are gone",
+        "        ('ringshim stat --help')",
         "",
         envvars.profiles_help(),
         "",
@@ -48,6 +53,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if cmd == "ab":
         from . import harness
         return harness.cmd_ab(rest)
+    if cmd == "stat":
+        from . import shmstat
+        return shmstat.cmd_stat(rest)
     if cmd.startswith("-"):
         launcher.err("unknown option '%s'" % cmd)
     else:

@@ -141,6 +141,9 @@ TOOL_VARS = (
            "Library to preload instead of the one found next to the ringshim command."),
     EnvVar("RINGSHIM_BUILD_DIR", "DIR", "../build next to the command",
            "Where the demo presets find build/demo/* programs ({build})."),
+    EnvVar("RINGSHIM_SHM_DIR", "DIR", "/dev/shm",
+           "Where `ringshim stat` looks for the counter segments (for tests: the "
+           "library always creates them in /dev/shm)."),
 )
 
 ENV_BY_NAME = {v.name: v for v in ENV_VARS}

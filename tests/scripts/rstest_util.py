@@ -52,3 +52,29 @@ def procs_matching(*needles):
         if state != "Z" and all(n in cmd for n in needles):
             found.append((int(name), cmd))
     return found
+
+
+def world_executable(path):
+    """True if any user may execute PATH: the file and every directory above it."""
+    import stat as _stat
+    path = os.path.realpath(path)
+    try:
+        if not os.stat(path).st_mode & _stat.S_IXOTH:
+            return False
+        d = os.path.dirname(path)
+        while True:
+            if not os.stat(d).st_mode & _stat.S_IXOTH:
+                return False
+            if d == os.path.dirname(d):
+                return True
+            d = os.path.dirname(d)
+    except OSError:
+        return False
+
+
+def python_for_others():
+    """A Python interpreter another user (nobody) can run, or None."""
+    for cand in (sys.executable, "/usr/bin/python3"):
+        if cand and world_executable(cand):
+            return cand
+    return None
