@@ -39,6 +39,7 @@ $(SHIM_LIB): $(SHIM_OBJS) shim/libringshim.map
 demo-apps:
 include demo-apps/demo.mk
 include tests/tests.mk
+-include tests/fuzz/fuzz.mk
 
 deps:
 	@scripts/install-deps build

@@ -31,6 +31,7 @@
 struct rs_acq_slot {
 	int index; /* direct descriptor, or -1 for an error */
 	int err;
+	int flags; /* SOCK_NONBLOCK the connection was accepted with */
 	socklen_t alen;
 	struct sockaddr_storage addr;
 };
@@ -100,6 +101,7 @@ void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 	if (!sqe)
 		return;
 	q->pending.alen = sizeof(q->pending.addr);
+	q->pending.flags = q->flags;
 	io_uring_prep_accept(sqe, b->fd, (struct sockaddr *)&q->pending.addr, &q->pending.alen,
 			     q->flags);
 	sqe->file_index = IORING_FILE_INDEX_ALLOC;
@@ -182,7 +184,8 @@ static int install(struct rs_ring *r, struct rs_fdb *b, const struct rs_acq_slot
 	}
 	struct rs_wait w = { 0 };
 	int fd = rs_ring_run(r, &op, &w);
-	if (fd >= 0 && (flags & SOCK_NONBLOCK) != (b->acq->flags & SOCK_NONBLOCK)) {
+	(void)b;
+	if (fd >= 0 && (flags & SOCK_NONBLOCK) != (s->flags & SOCK_NONBLOCK)) {
 		int fl = RS_REAL(fcntl64)(fd, F_GETFL);
 		RS_REAL(fcntl64)(fd, F_SETFL, (flags & SOCK_NONBLOCK) ? fl | O_NONBLOCK
 								    : fl & ~O_NONBLOCK);
@@ -268,20 +271,27 @@ void rs_acq_close(struct rs_ring *r, struct rs_fdb *b)
 			sqe->user_data = 0;
 		}
 	}
+	struct rs_acq_slot taken[64];
+	unsigned ntaken = 0;
 	while (q->count) {
 		struct rs_acq_slot *s = &q->slots[q->head];
-		if (s->index >= 0) {
-			struct io_uring_sqe *sqe = rs_ring_sqe(qr);
-			if (sqe) {
-				io_uring_prep_close_direct(sqe, (unsigned)s->index);
-				sqe->user_data = 0;
-			}
-		}
+		if (s->index >= 0 && ntaken < 64)
+			taken[ntaken++] = *s;
 		q->head = (q->head + 1) % q->cap;
 		q->count--;
 		rs_gauge_add(RS_G_ACCEPTQ_DEPTH, -1);
 	}
 	pthread_mutex_unlock(&b->lock);
+	/* The kernel resets connections still waiting in a closing listener's
+	 * backlog: give each one a real fd, make its close abortive, close. */
+	for (unsigned i = 0; i < ntaken; i++) {
+		int fd = install(qr, b, &taken[i], SOCK_CLOEXEC | taken[i].flags);
+		if (fd >= 0) {
+			struct linger l = { 1, 0 };
+			RS_REAL(setsockopt)(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+			RS_REAL(close)(fd);
+		}
+	}
 	for (;;) {
 		rs_ring_poke(qr);
 		rs_ring_reap(qr);

@@ -40,6 +40,8 @@
 #define RS_EV_OUT 0x004
 #define RS_EV_ERR 0x008
 #define RS_EV_HUP 0x010
+#define RS_EV_RDNORM 0x040
+#define RS_EV_WRNORM 0x100
 #define RS_EV_RDHUP 0x2000
 
 enum {
@@ -50,6 +52,7 @@ enum {
 	FDB_NO_REARM = 1u << 4,	   /* receive must not be re-armed */
 	FDB_SHUT_WR = 1u << 5,	   /* program called shutdown(SHUT_WR/RDWR) */
 	FDB_SHUT_QUEUED = 1u << 6, /* ...to be issued once the queue drains */
+	FDB_RESET = 1u << 7,	   /* the connection was reset: HUP for good */
 };
 
 struct rs_epitem;
@@ -76,13 +79,14 @@ struct rs_fdb {
 	struct rs_op send_op;
 	bool pollout_armed;
 	struct rs_op pollout_op;
-	int wb_err; /* deferred error of a queued send */
+	/* The socket's pending error (sk_err), from a queued send or the
+	 * receive: reported once, by the next read, write or SO_ERROR. */
+	int sk_err;
 
 	/* receive */
 	struct rs_bq rq;
 	struct rs_ring *rx_ring;
 	bool rx_armed, rx_cancel_sent, rx_paused, rx_eof;
-	int rx_err;
 	struct rs_op rx_op;
 
 	/* accept */
@@ -121,8 +125,10 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b);
 /* Hand b's queue to the kernel now (r->lock held); true if bytes remain
  * because the socket is full. */
 bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b);
-/* Take the deferred error of a failed queued send, if any. */
-int rs_wb_take_error(struct rs_fdb *b);
+/* Take the socket's pending error, if any (b->lock held). */
+int rs_fdb_take_error(struct rs_fdb *b);
+/* A send or receive failed: the socket's error is now pending. */
+void rs_fdb_set_error(struct rs_fdb *b, int err);
 size_t rs_wb_pending_total(void);
 
 /* Receive (rx.c). */
@@ -134,8 +140,14 @@ void rs_rx_disarm(struct rs_ring *r, struct rs_fdb *b);
 #define RS_RX_EMPTY (-4096 - 10)
 long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags);
 bool rs_rx_active(struct rs_fdb *b);
+/* Give the kernel back provided buffers that were lent to a stash and read
+ * (r->lock held). */
+void rs_rx_recycle_returned(struct rs_ring *r);
 /* Re-arm a receive paused for a full stash once reads made room. */
 void rs_rx_maybe_resume(struct rs_ring *r, struct rs_fdb *b);
+
+/* SO_RCVLOWAT was set on fd: stop receiving ahead for it. */
+void rs_batch_no_receive_ahead(int fd);
 
 /* Process-wide moments (fdb.c): deliver every queued byte (exit, exec:
  * wait; before fork: hand it to the kernel); give up ring r's ops (its

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bq.h"
+#include "fault.h"
 #include "signals.h"
 
 /* A few spare chunks so a busy connection does not malloc on every write. */
@@ -15,6 +16,8 @@ static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rs_chunk *chunk_new(void)
 {
 	struct rs_chunk *c = NULL;
+	if (rs_fault(RS_FAULT_nomem))
+		return NULL;
 	pthread_mutex_lock(&spare_lock);
 	if (spare) {
 		c = spare;
@@ -23,16 +26,22 @@ static struct rs_chunk *chunk_new(void)
 	}
 	pthread_mutex_unlock(&spare_lock);
 	if (!c)
-		c = malloc(sizeof(*c));
+		c = malloc(sizeof(*c) + RS_CHUNK_SIZE);
 	if (c) {
 		c->next = NULL;
 		c->head = c->tail = 0;
+		c->base = c->data;
+		c->release = NULL;
 	}
 	return c;
 }
 
 static void chunk_free(struct rs_chunk *c)
 {
+	if (c->release) {
+		c->release(c);
+		return;
+	}
 	pthread_mutex_lock(&spare_lock);
 	if (nspare < SPARE_MAX) {
 		c->next = spare;
@@ -52,7 +61,7 @@ long rs_bq_append(struct rs_bq *q, const void *src, size_t n, int trusted)
 	long err = 0;
 	while (done < n) {
 		struct rs_chunk *c = q->last;
-		if (!c || c->tail == RS_CHUNK_SIZE) {
+		if (!c || c->release || c->tail == RS_CHUNK_SIZE) {
 			c = chunk_new();
 			if (!c) {
 				err = -ENOMEM;
@@ -69,8 +78,8 @@ long rs_bq_append(struct rs_bq *q, const void *src, size_t n, int trusted)
 		size_t room = RS_CHUNK_SIZE - c->tail;
 		size_t take = n - done < room ? n - done : room;
 		if (trusted)
-			memcpy(c->data + c->tail, (const char *)src + done, take);
-		else if (rs_safe_copy(c->data + c->tail, (const char *)src + done, take)) {
+			memcpy(c->base + c->tail, (const char *)src + done, take);
+		else if (rs_safe_copy(c->base + c->tail, (const char *)src + done, take)) {
 			err = -EFAULT;
 			break;
 		}
@@ -113,7 +122,7 @@ long rs_bq_copyout_iov(struct rs_bq *q, const struct iovec *iov, int cnt, int pe
 		while (want && c) {
 			size_t avail = c->tail - off;
 			size_t take = want < avail ? want : avail;
-			if (take && rs_safe_copy(dst, c->data + off, take))
+			if (take && rs_safe_copy(dst, c->base + off, take))
 				return -EFAULT;
 			dst += take;
 			want -= take;
@@ -149,8 +158,20 @@ void rs_bq_consume(struct rs_bq *q, size_t n)
 		chunk_free(c);
 	}
 	/* Reuse an emptied last chunk from its start. */
-	if (q->first && q->first == q->last && q->first->head == q->first->tail)
+	if (q->first && q->first == q->last && q->first->head == q->first->tail &&
+	    !q->first->release)
 		q->first->head = q->first->tail = 0;
+}
+
+void rs_bq_append_lent(struct rs_bq *q, struct rs_chunk *c)
+{
+	c->next = NULL;
+	if (q->last)
+		q->last->next = c;
+	else
+		q->first = c;
+	q->last = c;
+	q->bytes += c->tail - c->head;
 }
 
 int rs_bq_iov(const struct rs_bq *q, struct iovec *iov, int max, size_t limit)
@@ -162,7 +183,7 @@ int rs_bq_iov(const struct rs_bq *q, struct iovec *iov, int max, size_t limit)
 			continue;
 		if (len > limit)
 			len = limit;
-		iov[n].iov_base = c->data + c->head;
+		iov[n].iov_base = c->base + c->head;
 		iov[n].iov_len = len;
 		limit -= len;
 		n++;

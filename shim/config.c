@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "fault.h"
 #include "log.h"
 
 struct rs_config rs_cfg;
@@ -288,6 +289,14 @@ void rs_config_load(void)
 	rs_cfg.log_file = keep(log_file_buf, sizeof(log_file_buf), env("RINGSHIM_LOG_FILE"),
 			       "RINGSHIM_LOG_FILE");
 	rs_cfg.fault = keep(fault_buf, sizeof(fault_buf), env("RINGSHIM_FAULT"), "RINGSHIM_FAULT");
+	if (rs_fault_parse(rs_cfg.fault) != 0) {
+		problem("RINGSHIM_FAULT", rs_cfg.fault,
+			"comma list of setup, sqfull, cqsmall, enobufs, shortsend, eintr, nomem, "
+			"each optionally :N",
+			"(off)");
+		rs_cfg.fault = NULL;
+		rs_fault_parse(NULL);
+	}
 }
 
 void rs_config_report(void)

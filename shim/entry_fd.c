@@ -348,30 +348,44 @@ RS_EXPORT int fclose(FILE *f)
 
 /* Raising the fd limit can bring the shim's own fds into the program's
  * range: they move out of the way. */
-RS_EXPORT int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
+static RS_NO_SANITIZE bool ready_no_init(void)
 {
-	int r = RS_REAL(setrlimit)(res, rl);
-	if (r == 0 && res == RLIMIT_NOFILE && rs_ready())
+	return __atomic_load_n(&rs_state, __ATOMIC_ACQUIRE) == RS_STATE_READY;
+}
+
+RS_EXPORT RS_NO_SANITIZE int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
+{
+	int (*real)(__rlimit_resource_t, const struct rlimit *) =
+		__atomic_load_n(&rs_real.setrlimit, __ATOMIC_ACQUIRE);
+	if (!real)
+		real = rs_real_early_setrlimit();
+	int r = real(res, rl);
+	if (r == 0 && res == RLIMIT_NOFILE && ready_no_init())
 		rs_internal_fds_rlimit_changed();
 	return r;
 }
 
-RS_EXPORT int setrlimit64(__rlimit_resource_t res, const struct rlimit64 *rl)
+RS_EXPORT RS_NO_SANITIZE int setrlimit64(__rlimit_resource_t res, const struct rlimit64 *rl)
 {
 	return setrlimit(res, (const struct rlimit *)rl);
 }
 
-RS_EXPORT int prlimit(pid_t pid, __rlimit_resource_t res, const struct rlimit *nrl,
-		      struct rlimit *orl)
+RS_EXPORT RS_NO_SANITIZE int prlimit(pid_t pid, __rlimit_resource_t res, const struct rlimit *nrl,
+				     struct rlimit *orl)
 {
-	int r = RS_REAL(prlimit)(pid, res, nrl, orl);
-	if (r == 0 && nrl && res == RLIMIT_NOFILE && (pid == 0 || pid == getpid()) && rs_ready())
+	int (*real)(pid_t, __rlimit_resource_t, const struct rlimit *, struct rlimit *) =
+		__atomic_load_n(&rs_real.prlimit, __ATOMIC_ACQUIRE);
+	if (!real)
+		real = rs_real_early_prlimit();
+	int r = real(pid, res, nrl, orl);
+	if (r == 0 && nrl && res == RLIMIT_NOFILE && (pid == 0 || pid == getpid()) &&
+	    ready_no_init())
 		rs_internal_fds_rlimit_changed();
 	return r;
 }
 
-RS_EXPORT int prlimit64(pid_t pid, __rlimit_resource_t res, const struct rlimit64 *nrl,
-			struct rlimit64 *orl)
+RS_EXPORT RS_NO_SANITIZE int prlimit64(pid_t pid, __rlimit_resource_t res,
+				       const struct rlimit64 *nrl, struct rlimit64 *orl)
 {
 	return prlimit(pid, res, (const struct rlimit *)nrl, (struct rlimit *)orl);
 }

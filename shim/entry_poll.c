@@ -120,13 +120,14 @@ RS_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
 	return handled ? r : RS_REAL(epoll_pwait2)(epfd, evs, max, timeout, mask);
 }
 
-static bool poll_common(struct pollfd *fds, nfds_t n, const struct timespec *ts, int *out)
+static bool poll_common(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+			const sigset_t *mask, int *out)
 {
 	if (!rs_ready())
 		return false;
 	rs_count(RS_C_call_poll);
 	int saved = errno;
-	if (batch() && finish(rs_poll(fds, n, ts), out)) {
+	if (batch() && finish(rs_poll(fds, n, ts, mask), out)) {
 		if (*out >= 0)
 			errno = saved;
 		return true;
@@ -138,7 +139,7 @@ RS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	struct timespec ts;
 	int out;
-	if (poll_common(fds, n, ms_timeout(timeout, &ts), &out))
+	if (poll_common(fds, n, ms_timeout(timeout, &ts), NULL, &out))
 		return out;
 	return RS_REAL(poll)(fds, n, timeout);
 }
@@ -154,7 +155,7 @@ RS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 		    const sigset_t *mask)
 {
 	int out;
-	if (poll_common(fds, n, timeout, &out))
+	if (poll_common(fds, n, timeout, mask, &out))
 		return out;
 	return RS_REAL(ppoll)(fds, n, timeout, mask);
 }
@@ -168,13 +169,13 @@ RS_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 }
 
 static bool select_common(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
-			  int *out)
+			  const sigset_t *mask, struct timeval *left, int *out)
 {
 	if (!rs_ready())
 		return false;
 	rs_count(RS_C_call_select);
 	int saved = errno;
-	if (batch() && finish(rs_select(n, r, w, e, ts), out)) {
+	if (batch() && finish(rs_select(n, r, w, e, ts, mask, left), out)) {
 		if (*out >= 0)
 			errno = saved;
 		return true;
@@ -191,9 +192,7 @@ RS_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tim
 		tsp = &ts;
 	}
 	int out;
-	/* The emulation answers only when something is ready at once, so
-	 * the remaining time Linux writes back is the whole timeout. */
-	if (select_common(n, r, w, e, tsp, &out))
+	if (select_common(n, r, w, e, tsp, NULL, timeout, &out))
 		return out;
 	return RS_REAL(select)(n, r, w, e, timeout);
 }
@@ -210,7 +209,7 @@ RS_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct times
 		tsp = &ts;
 	}
 	int out;
-	if (select_common(n, r, w, e, tsp, &out))
+	if (select_common(n, r, w, e, tsp, mask, NULL, &out))
 		return out;
 	return RS_REAL(pselect)(n, r, w, e, timeout, mask);
 }

@@ -185,6 +185,16 @@ RS_EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
+/* A listening socket is the one kind whose readiness comes from the accept
+ * queue in batch mode. */
+RS_EXPORT int listen(int fd, int backlog)
+{
+	int r = RS_REAL(listen)(fd, backlog);
+	if (r == 0 && rs_ready())
+		rs_fd_set_flags(fd, RS_FD_LISTENING, 0);
+	return r;
+}
+
 RS_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
 	int r = RS_REAL(socketpair)(domain, type, protocol, sv);
@@ -205,6 +215,24 @@ RS_EXPORT int setsockopt(int fd, int level, int name, const void *optval, sockle
 	int r = RS_REAL(setsockopt)(fd, level, name, optval, len);
 	if (r != 0 || level != SOL_SOCKET || !rs_ready())
 		return r;
+	if (name == SO_LINGER && len >= sizeof(struct linger)) {
+		/* The kernel read it: so can we. close() must honour it. */
+		const struct linger *l = optval;
+		struct rs_fd *e = rs_fd_entry(fd);
+		if (e)
+			e->linger_s = l->l_linger;
+		rs_fd_set_flags(fd, l->l_onoff ? RS_FD_LINGER : 0, l->l_onoff ? 0 : RS_FD_LINGER);
+		return r;
+	}
+	if (name == SO_RCVLOWAT && len >= sizeof(int)) {
+		/* Below the low-water mark the kernel does not wake a receive
+		 * armed ahead: such sockets read straight from the kernel. */
+		bool on = *(const int *)optval > 1;
+		rs_fd_set_flags(fd, on ? RS_FD_RCVLOWAT : 0, on ? 0 : RS_FD_RCVLOWAT);
+		if (on && rs_cfg.mode == RS_MODE_BATCH)
+			rs_batch_no_receive_ahead(fd);
+		return r;
+	}
 	/* On x86-64 the _OLD and _NEW timeval layouts are the same. */
 	if (name == SO_RCVTIMEO || name == SO_SNDTIMEO
 #ifdef SO_RCVTIMEO_NEW
@@ -242,7 +270,7 @@ RS_EXPORT int getsockopt(int fd, int level, int name, void *optval, socklen_t *l
 		struct rs_fdb *b = rs_fdb_get(fd);
 		if (b) {
 			pthread_mutex_lock(&b->lock);
-			int err = rs_wb_take_error(b);
+			int err = rs_fdb_take_error(b);
 			pthread_mutex_unlock(&b->lock);
 			if (err) {
 				int r = RS_REAL(getsockopt)(fd, level, name, optval, len);

@@ -19,12 +19,12 @@
 
 /* What the kernel accepts together with EPOLLEXCLUSIVE. */
 #define EXCLUSIVE_OK_BITS                                                      \
-	(EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | EPOLLWRBAND | \
-	 EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+	(EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
 
 struct rs_epitem {
 	struct rs_epoll *ep;
 	struct rs_fdb *fdb;
+	int fd; /* the number it was added through: the kernel keys on both */
 	uint32_t events;
 	epoll_data_t data;
 	bool on_ready, disabled;
@@ -40,6 +40,7 @@ struct rs_epoll {
 	unsigned refs;		/* numbers that refer to it + kernel poll in flight */
 	struct rs_ring *home;	/* ring whose thread waits; items are armed there */
 	unsigned nkernel;	/* fds registered in the real epoll */
+	bool kernel_only;	/* nested in poll or another epoll: see demote() */
 	bool kpoll_armed, kready;
 	struct rs_ring *kpoll_ring;
 	struct rs_op kpoll_op;
@@ -159,12 +160,12 @@ void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready)
 
 /* ---- items --------------------------------------------------------------- */
 
-static struct rs_epitem *find_item(struct rs_epoll *ep, struct rs_fdb *b)
+static struct rs_epitem *find_item(struct rs_epoll *ep, struct rs_fdb *b, int fd)
 {
 	if (!b)
 		return NULL;
 	for (struct rs_epitem *it = b->items; it; it = it->next_in_fdb)
-		if (it->ep == ep)
+		if (it->ep == ep && it->fd == fd)
 			return it;
 	return NULL;
 }
@@ -215,20 +216,13 @@ static void arm_item(struct rs_ring *r, struct rs_fdb *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
-static bool want_kernel(uint32_t st)
+/* The shim watches what it receives or accepts itself: fds whose state
+ * receives ahead (a stash) or accepts ahead (a queue). The kernel watches
+ * everything else — unix stream sockets too, whose bytes the shim never
+ * takes, and, under SQPOLL, everything (fdb.c). */
+static bool shim_watched(const struct rs_fdb *b)
 {
-	/* The shim watches what it receives or accepts itself: connected TCP
-	 * sockets (their stash) and listening stream sockets (their accept
-	 * queue). The kernel watches everything else — unix stream sockets
-	 * too, whose bytes the shim never takes — and, under SQPOLL,
-	 * everything (fdb.c). */
-	if (rs_cfg.sqpoll)
-		return true;
-	enum rs_kind k = RS_FD_KIND(st);
-	unsigned f = RS_FD_FLAGS(st);
-	if (f & RS_FD_LISTENING)
-		return !rs_kind_is_stream(k);
-	return k != RS_KIND_TCP;
+	return b && (b->flags & (FDB_RX | FDB_LISTEN)) && !(b->flags & FDB_CLOSED);
 }
 
 /* ---- the kernel part: a multishot poll on the real epoll fd -------------- */
@@ -282,75 +276,77 @@ static int kernel_ctl(struct rs_epoll *ep, int op, int fd, struct epoll_event *e
 	return 0;
 }
 
+static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct epoll_event *ev)
+{
+	enum rs_ring_unavailable why;
+	struct rs_ring *r = rs_ring_get(&why);
+	if (!r)
+		return RS_EPOLL_NOT_OURS;
+	struct rs_epitem *it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->ep = ep;
+	it->fdb = b;
+	it->fd = fd;
+	it->events = ev->events;
+	it->data = ev->data;
+	rs_fdb_ref(b);
+	rs_ring_lock(r);
+	pthread_mutex_lock(&b->lock);
+	pthread_mutex_lock(&ep->lock);
+	it->next_in_ep = ep->items;
+	if (ep->items)
+		ep->items->prev_in_ep = it;
+	ep->items = it;
+	it->next_in_fdb = b->items;
+	b->items = it;
+	if (item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE)))
+		ready_add(ep, it);
+	pthread_mutex_unlock(&ep->lock);
+	pthread_mutex_unlock(&b->lock);
+	arm_item(r, b);
+	rs_ring_unlock(r);
+	return 0;
+}
+
 int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 {
 	struct rs_epoll *ep = lookup(epfd);
 	if (!ep)
 		return RS_EPOLL_NOT_OURS;
+	/* The kernel's order of checks (do_epoll_ctl): the event is read for
+	 * every op but DEL, then the fds, then the rest. */
 	struct epoll_event ev = { 0, { 0 } };
-	bool has_event = op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD;
+	bool has_event = op != EPOLL_CTL_DEL;
 	if (has_event && rs_safe_copy(&ev, uev, sizeof(ev)))
 		return -EFAULT;
-	if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL)
-		return -EINVAL;
-	if (fd == epfd)
-		return -EINVAL;
 	uint32_t st = rs_fd_state(fd);
 	if (!st)
 		return -EBADF;
-	struct rs_fdb *b = want_kernel(st) ? NULL : rs_fdb_get(fd);
+	if (RS_FD_KIND(st) == RS_KIND_EPOLL && fd != epfd)
+		rs_epoll_demote_fd(fd); /* nested: the outer epoll must see it */
+	struct rs_fdb *b = rs_fdb_get(fd);
+	if (!b && op == EPOLL_CTL_ADD && !ep->kernel_only && !rs_cfg.sqpoll)
+		b = rs_fdb_attach(fd, st);
 	struct rs_epitem *it = NULL;
 	if (b) {
 		pthread_mutex_lock(&b->lock);
-		it = find_item(ep, b);
+		it = find_item(ep, b, fd);
 		pthread_mutex_unlock(&b->lock);
 	}
-	if (has_event && (ev.events & EPOLLEXCLUSIVE)) {
-		if (op == EPOLL_CTL_MOD || (ev.events & ~EXCLUSIVE_OK_BITS))
-			return -EINVAL;
-	}
-
-	if (op == EPOLL_CTL_ADD && !it) {
-		if (!b && !want_kernel(st))
-			b = rs_fdb_attach(fd, st);
-		enum rs_ring_unavailable why;
-		struct rs_ring *r = b ? rs_ring_get(&why) : NULL;
-		if (!b || !r)
-			return kernel_ctl(ep, op, fd, uev);
-		/* A shim-watched fd must not also sit in the kernel epoll:
-		 * if the program added it before batch state existed, keep it
-		 * there. */
-		it = calloc(1, sizeof(*it));
-		if (!it)
-			return -ENOMEM;
-		it->ep = ep;
-		it->fdb = b;
-		it->events = ev.events;
-		it->data = ev.data;
-		rs_fdb_ref(b);
-		rs_ring_lock(r);
-		pthread_mutex_lock(&b->lock);
-		pthread_mutex_lock(&ep->lock);
-		it->next_in_ep = ep->items;
-		if (ep->items)
-			ep->items->prev_in_ep = it;
-		ep->items = it;
-		it->next_in_fdb = b->items;
-		b->items = it;
-		if (item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE)))
-			ready_add(ep, it);
-		pthread_mutex_unlock(&ep->lock);
-		pthread_mutex_unlock(&b->lock);
-		arm_item(r, b);
-		rs_ring_unlock(r);
-		return 0;
-	}
-	if (!it)
+	bool shim = it || (op == EPOLL_CTL_ADD && shim_watched(b) && !ep->kernel_only);
+	if (!shim)
 		return kernel_ctl(ep, op, fd, uev);
+	if (has_event && (ev.events & EPOLLEXCLUSIVE) &&
+	    (op == EPOLL_CTL_MOD || (op == EPOLL_CTL_ADD && (ev.events & ~EXCLUSIVE_OK_BITS))))
+		return -EINVAL;
 
 	switch (op) {
 	case EPOLL_CTL_ADD:
-		return -EEXIST;
+		if (it)
+			return -EEXIST;
+		int r = add_item(ep, b, fd, &ev);
+		return r == RS_EPOLL_NOT_OURS ? kernel_ctl(ep, op, fd, uev) : r;
 	case EPOLL_CTL_MOD:
 		pthread_mutex_lock(&b->lock);
 		pthread_mutex_lock(&ep->lock);
@@ -369,7 +365,7 @@ int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		pthread_mutex_unlock(&ep->lock);
 		pthread_mutex_unlock(&b->lock);
 		return 0;
-	default: /* DEL */
+	case EPOLL_CTL_DEL:
 		pthread_mutex_lock(&b->lock);
 		pthread_mutex_lock(&ep->lock);
 		unlink_item(it);
@@ -378,6 +374,65 @@ int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		free(it);
 		rs_fdb_unref(b);
 		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Move b's registrations from the shim to the kernel epoll instances they
+ * belong to (b stopped receiving ahead, or its epoll got nested). */
+void rs_epoll_items_to_kernel(struct rs_fdb *b)
+{
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		struct rs_epitem *it = b->items;
+		if (!it) {
+			pthread_mutex_unlock(&b->lock);
+			return;
+		}
+		struct rs_epoll *ep = it->ep;
+		pthread_mutex_lock(&ep->lock);
+		unlink_item(it);
+		pthread_mutex_unlock(&ep->lock);
+		pthread_mutex_unlock(&b->lock);
+		struct epoll_event ev = { it->events, it->data };
+		kernel_ctl(ep, EPOLL_CTL_ADD, it->fd, &ev);
+		free(it);
+		rs_fdb_unref(b);
+	}
+}
+
+/* An emulated epoll fd watched by poll(), select() or another epoll: those
+ * only see the kernel's epoll instance, so everything moves there and stays
+ * there. (Bytes already stashed are still read first; they are reported by
+ * this epoll's own epoll_wait, not through the outer watcher.) */
+void rs_epoll_demote_fd(int epfd)
+{
+	struct rs_epoll *ep = lookup(epfd);
+	if (!ep || ep->kernel_only)
+		return;
+	ep->kernel_only = true;
+	enum rs_ring_unavailable why;
+	struct rs_ring *r = rs_ring_get(&why);
+	for (;;) {
+		pthread_mutex_lock(&ep->lock);
+		struct rs_epitem *it = ep->items;
+		struct rs_fdb *b = it ? it->fdb : NULL;
+		if (b)
+			rs_fdb_ref(b);
+		pthread_mutex_unlock(&ep->lock);
+		if (!b)
+			break;
+		if (r) {
+			rs_ring_lock(r);
+			rs_rx_disarm(r, b);
+			rs_ring_unlock(r);
+		}
+		pthread_mutex_lock(&b->lock);
+		b->flags &= ~FDB_RX;
+		pthread_mutex_unlock(&b->lock);
+		rs_epoll_items_to_kernel(b);
+		rs_fdb_unref(b);
 	}
 }
 

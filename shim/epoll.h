@@ -33,6 +33,8 @@ void rs_epoll_duped(int oldfd, int newfd);
 /* fd state changed readiness (fdb->lock held). */
 void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready);
 void rs_epoll_forget_fdb(struct rs_fdb *b);
+void rs_epoll_items_to_kernel(struct rs_fdb *b);
+void rs_epoll_demote_fd(int epfd);
 struct rs_epitem;
 struct rs_epitem *rs_epitem_next_in_fdb(struct rs_epitem *it);
 void rs_epoll_after_fork_child(void);

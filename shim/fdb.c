@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "batch.h"
 #include "config.h"
@@ -34,6 +35,10 @@ static uint32_t fdb_flags_for(uint32_t st)
 	unsigned f = RS_FD_FLAGS(st);
 	if (!rs_kind_is_stream(k))
 		return 0;
+	/* Receiving or accepting ahead needs one state per socket: numbers
+	 * that share a socket through dup are left to the kernel. */
+	if (f & RS_FD_DUPED)
+		return (f & (RS_FD_LISTENING)) || !(f & RS_FD_STREAM_CONNECTED) ? 0 : FDB_WB;
 	/* Under SQPOLL a multishot receive would take bytes on the kernel
 	 * thread's time: a read finding the stash empty could not tell that
 	 * bytes had already arrived. Readiness stays with the kernel's epoll
@@ -43,7 +48,8 @@ static uint32_t fdb_flags_for(uint32_t st)
 		return completions ? FDB_LISTEN : 0;
 	if (!(f & RS_FD_STREAM_CONNECTED))
 		return 0;
-	return FDB_WB | (k == RS_KIND_TCP && completions ? FDB_RX : 0);
+	return FDB_WB |
+	       (k == RS_KIND_TCP && completions && !(f & RS_FD_RCVLOWAT) ? FDB_RX : 0);
 }
 
 struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
@@ -137,26 +143,74 @@ void rs_batch_duped(int oldfd, int newfd)
 	__atomic_store_n((struct rs_fdb **)&n->batch, b, __ATOMIC_RELEASE);
 }
 
-/* The last number of b is going: cancel armed receives and accepts (so no
- * completion can be taken for the next file that gets the number), and
- * keep queued bytes going out through a hidden copy of the socket. */
+/* Submit whatever ring `other` has prepared (r locked by the caller). */
+static void poke_ring(struct rs_ring *r, struct rs_ring *other)
+{
+	if (!other || other == r) {
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+		return;
+	}
+	rs_ring_unlock(r);
+	rs_ring_lock(other);
+	rs_ring_poke(other);
+	rs_ring_reap(other);
+	rs_ring_unlock(other);
+	rs_ring_lock(r);
+}
+
+static void set_linger_zero(int fd)
+{
+	struct linger l = { 1, 0 };
+	RS_REAL(setsockopt)(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+/* The last number of b is going (r locked). Whatever the shim prepared for
+ * it names that number, valid only until the real close: it is handed to
+ * the kernel first. Bytes still queued then go out through a hidden copy
+ * of the socket, so the number is free at once and nothing sent later can
+ * reach the next file that gets it; with nothing queued the state forgets
+ * the number altogether. Armed receives and accepts are cancelled. */
 static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 {
+	poke_ring(r, NULL);
+	poke_ring(r, b->send_ring);
+	poke_ring(r, b->rx_ring);
+	poke_ring(r, rs_acq_ring(b));
+	pthread_mutex_lock(&b->lock);
+	b->flags |= FDB_CLOSED | FDB_NO_REARM;
+	struct rs_fd *e = rs_fd_peek(fd);
+	uint32_t st = e ? __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) : 0;
+	bool linger = RS_FD_FLAGS(st) & RS_FD_LINGER;
+	bool abort_close = b->rq.bytes > 0 || (linger && e && e->linger_s == 0);
+	if (abort_close) {
+		/* Unread received bytes (or SO_LINGER 0): the kernel resets
+		 * the connection and drops what was not sent; the stashed
+		 * bytes are not in its queue any more, so say it outright. */
+		set_linger_zero(fd);
+		rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
+		rs_bq_clear(&b->wq);
+	}
+	bool pending = (b->wq.bytes || (b->flags & FDB_SHUT_QUEUED)) && !b->sk_err &&
+		       !(b->flags & FDB_RESET);
+	if (pending && linger) {
+		/* SO_LINGER: close() waits for the bytes, as the kernel's does
+		 * (up to its timeout, checked by the drain). */
+		pthread_mutex_unlock(&b->lock);
+		rs_wb_drain_bounded(r, b);
+		pthread_mutex_lock(&b->lock);
+		pending = b->wq.bytes && !b->sk_err;
+	}
+	if (pending && b->fd == fd) {
+		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
+		b->fd = hidden >= 0 ? rs_internal_fd_move_high(hidden, NULL, NULL) : -1;
+	} else if (b->fd == fd) {
+		b->fd = -1;
+	}
+	pthread_mutex_unlock(&b->lock);
 	rs_rx_disarm(r, b);
 	if (b->flags & FDB_LISTEN)
 		rs_acq_close(r, b);
-	pthread_mutex_lock(&b->lock);
-	b->flags |= FDB_CLOSED | FDB_NO_REARM;
-	if (b->wq.bytes && !b->wb_err && b->fd == fd) {
-		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
-		if (hidden >= 0) {
-			b->fd = rs_internal_fd_move_high(hidden, NULL, NULL);
-			if (b->send_busy && b->send_sqe && b->send_ring &&
-			    b->send_epoch == b->send_ring->submit_epoch)
-				b->send_sqe->fd = b->fd; /* not yet seen by the kernel */
-		}
-	}
-	pthread_mutex_unlock(&b->lock);
 	rs_epoll_forget_fdb(b);
 }
 
@@ -235,24 +289,42 @@ void rs_batch_number_closing(int fd)
 /* Readiness as tcp_poll() would report it, from what the shim knows. */
 static uint32_t compute_ready(const struct rs_fdb *b)
 {
-	uint32_t r = 0;
 	if (b->flags & FDB_LISTEN)
 		return rs_acq_ready(b);
-	bool reset = b->rx_err == ECONNRESET || b->wb_err == ECONNRESET || b->wb_err == EPIPE;
-	if (b->rq.bytes || b->rx_eof || b->rx_err)
-		r |= RS_EV_IN;
-	if (b->rx_eof || b->rx_err)
+	uint32_t r = 0;
+	bool reset = b->flags & FDB_RESET;
+	if (b->rq.bytes || b->rx_eof || b->sk_err || reset)
+		r |= RS_EV_IN | RS_EV_RDNORM;
+	if (b->rx_eof || reset)
 		r |= RS_EV_RDHUP;
-	if (b->rx_err || b->wb_err)
+	if (b->sk_err)
 		r |= RS_EV_ERR;
+	/* Both directions closed, or a reset (TCP_CLOSE): EPOLLHUP, and it
+	 * stays. */
 	if (reset || (b->rx_eof && (b->flags & FDB_SHUT_WR)))
 		r |= RS_EV_HUP;
 	if (reset || (b->flags & FDB_SHUT_WR) ||
 	    (b->wq.bytes < rs_cfg.wb_fd_max && !b->pollout_armed))
-		r |= RS_EV_OUT;
-	if (reset)
-		r |= RS_EV_IN | RS_EV_RDHUP;
+		r |= RS_EV_OUT | RS_EV_WRNORM;
 	return r;
+}
+
+int rs_fdb_take_error(struct rs_fdb *b)
+{
+	int err = b->sk_err;
+	if (err) {
+		b->sk_err = 0;
+		rs_fdb_update_ready(b, false);
+	}
+	return err;
+}
+
+void rs_fdb_set_error(struct rs_fdb *b, int err)
+{
+	if (!b->sk_err)
+		b->sk_err = err;
+	if (err == ECONNRESET || err == EPIPE || err == ETIMEDOUT || err == EHOSTUNREACH)
+		b->flags |= FDB_RESET;
 }
 
 void rs_fdb_update_ready(struct rs_fdb *b, bool edge)
@@ -281,7 +353,7 @@ static int snapshot(struct rs_fdb **out, int max, bool (*want)(struct rs_fdb *, 
 static bool has_pending(struct rs_fdb *b, void *arg)
 {
 	(void)arg;
-	return (b->wq.bytes || b->send_busy) && !b->wb_err;
+	return (b->wq.bytes || b->send_busy) && !b->sk_err && !(b->flags & FDB_RESET);
 }
 
 void rs_batch_flush_all(bool wait)
@@ -388,4 +460,20 @@ void rs_batch_after_fork_child(void)
 			rs_fdb_unref(b);
 		}
 	}
+}
+
+void rs_batch_no_receive_ahead(int fd)
+{
+	struct rs_fdb *b = rs_fdb_get(fd);
+	enum rs_ring_unavailable why;
+	struct rs_ring *r = b ? rs_ring_get(&why) : NULL;
+	if (!r)
+		return;
+	rs_ring_lock(r);
+	rs_rx_disarm(r, b);
+	pthread_mutex_lock(&b->lock);
+	b->flags &= ~FDB_RX; /* what the stash holds is still read first */
+	pthread_mutex_unlock(&b->lock);
+	rs_ring_unlock(r);
+	rs_epoll_items_to_kernel(b);
 }

@@ -113,17 +113,18 @@ void rs_fd_duped(int oldfd, int newfd, bool cloexec)
 	unsigned flags = RS_FD_FLAGS(st) & ~RS_FD_CLOEXEC;
 	/* Two numbers now share one description: a fcntl(F_SETFL) through
 	 * either changes both, so neither may trust its cached flags. */
-	flags |= RS_FD_SHARED;
+	flags |= RS_FD_SHARED | RS_FD_DUPED;
 	if (cloexec)
 		flags |= RS_FD_CLOEXEC;
 	if (o && RS_FD_KIND(st) != RS_KIND_UNKNOWN)
-		rs_fd_set_flags(oldfd, RS_FD_SHARED, 0);
+		rs_fd_set_flags(oldfd, RS_FD_SHARED | RS_FD_DUPED, 0);
 	rs_fd_created(newfd, o ? RS_FD_KIND(st) : RS_KIND_UNKNOWN,
 		      (o && (RS_FD_FLAGS(st) & RS_FD_TRACKED)) ? flags : 0);
 	struct rs_fd *n = rs_fd_peek(newfd);
 	if (o && n) {
 		n->rcvtimeo_us = o->rcvtimeo_us;
 		n->sndtimeo_us = o->sndtimeo_us;
+		n->linger_s = o->linger_s;
 	}
 	if (!o || !(RS_FD_FLAGS(st) & RS_FD_TRACKED))
 		rs_fd_closed(newfd); /* classify on first use, as inherited */

@@ -33,6 +33,9 @@ enum {
 	RS_FD_LISTENING = 1u << 4,
 	RS_FD_TIMEO = 1u << 5,	   /* SO_RCVTIMEO or SO_SNDTIMEO set */
 	RS_FD_STREAM_CONNECTED = 1u << 6,
+	RS_FD_DUPED = 1u << 7,	   /* another number in this process shares it */
+	RS_FD_LINGER = 1u << 8,	   /* SO_LINGER on (timeout in linger_s) */
+	RS_FD_RCVLOWAT = 1u << 9,  /* SO_RCVLOWAT above 1 */
 };
 
 struct rs_fd {
@@ -40,6 +43,7 @@ struct rs_fd {
 	uint32_t gen;	/* bumped whenever the number gets a new open file */
 	uint64_t rcvtimeo_us;
 	uint64_t sndtimeo_us;
+	int linger_s;
 	void *batch; /* batch-mode state, owned by the batch layer */
 };
 

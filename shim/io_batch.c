@@ -42,7 +42,7 @@ static int drain_before_strict(struct rs_call *c, struct rs_fdb *b, int flags)
 	for (;;) {
 		pthread_mutex_lock(&b->lock);
 		bool pending = b->wq.bytes || b->send_busy;
-		int err = rs_wb_take_error(b);
+		int err = rs_fdb_take_error(b);
 		pthread_mutex_unlock(&b->lock);
 		if (err)
 			return -err;
@@ -91,6 +91,18 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 	rs_ring_lock(c->ring);
 	long n = rs_wb_write(c->ring, b, iov, cnt, total);
 	rs_ring_unlock(c->ring);
+	if (n == -ENOMEM) {
+		/* No memory to queue the bytes: send them now instead, after
+		 * what is queued. */
+		int err = drain_before_strict(c, b, flags);
+		if (err) {
+			if (err == -EPIPE && sigpipe)
+				rs_raise_sigpipe(NULL);
+			return err;
+		}
+		*handled = false;
+		return 0;
+	}
 	if (n == -EPIPE && sigpipe)
 		rs_raise_sigpipe(NULL);
 	if (n >= 0)

@@ -10,9 +10,9 @@
 /* Returned when no fd in the set has batch state: use the real call. */
 #define RS_POLL_NOT_OURS (-4096 - 40)
 
-/* The emulation only answers when something is ready at once, so it needs
- * no signal mask: the waiting is left to the real call. */
-int rs_poll(struct pollfd *fds, nfds_t n, const struct timespec *timeout);
-int rs_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout);
+int rs_poll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask);
+/* `left`: select()'s timeval, which Linux updates with the time not slept. */
+int rs_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
+	      const sigset_t *mask, struct timeval *left);
 
 #endif

@@ -35,3 +35,27 @@ void rs_real_resolve_all(void)
 	RS_REAL_FUNCS(RS_RESOLVE)
 #undef RS_RESOLVE
 }
+
+/* For the interposers a sanitizer runtime reaches before it is set up: no
+ * instrumentation, and the raw system call in place of dlsym. */
+static RS_NO_SANITIZE int early_setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
+{
+	return (int)syscall(SYS_setrlimit, res, rl);
+}
+
+static RS_NO_SANITIZE int early_prlimit(pid_t pid, __rlimit_resource_t res,
+					const struct rlimit *nrl, struct rlimit *orl)
+{
+	return (int)syscall(SYS_prlimit64, pid, res, nrl, orl);
+}
+
+RS_NO_SANITIZE int (*rs_real_early_setrlimit(void))(__rlimit_resource_t, const struct rlimit *)
+{
+	return early_setrlimit;
+}
+
+RS_NO_SANITIZE int (*rs_real_early_prlimit(void))(pid_t, __rlimit_resource_t,
+						   const struct rlimit *, struct rlimit *)
+{
+	return early_prlimit;
+}

@@ -45,6 +45,7 @@
 	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))            \
 	X(int, connect, (int, const struct sockaddr *, socklen_t))             \
 	X(int, shutdown, (int, int))                                           \
+	X(int, listen, (int, int))                                             \
 	X(int, close, (int))                                                   \
 	X(int, close_range, (unsigned int, unsigned int, int))                 \
 	X(int, socket, (int, int, int))                                        \
@@ -104,6 +105,11 @@ extern struct rs_real_table rs_real;
  * one symbol it needs (see RS_REAL). */
 void rs_real_resolve_all(void);
 void *rs_real_resolve_one(void **slot, const char *name);
+
+/* Before the table is resolved, for calls a sanitizer makes at start-up. */
+int (*rs_real_early_setrlimit(void))(__rlimit_resource_t, const struct rlimit *);
+int (*rs_real_early_prlimit(void))(pid_t, __rlimit_resource_t, const struct rlimit *,
+				   struct rlimit *);
 
 #define RS_REAL(name)                                                          \
 	(likely(rs_real.name != NULL)                                          \

@@ -7,6 +7,7 @@
 
 #include "batch.h"
 #include "config.h"
+#include "fault.h"
 #include "internal_fds.h"
 #include "log.h"
 #include "real.h"
@@ -130,10 +131,14 @@ static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_comple
 		flags |= IORING_ENTER_EXT_ARG;
 	}
 	int fd = r->uring.ring_fd;
-	if (r->uring.int_flags & 1 /* liburing's INT_FLAG_REG_RING */) {
+	/* The registered index is the owner thread's: another thread working
+	 * on this ring (closing one of its fds, say) enters through the fd. */
+	if ((r->uring.int_flags & 1 /* liburing's INT_FLAG_REG_RING */) && rs_tls_ring == r) {
 		fd = r->uring.enter_ring_fd;
 		flags |= IORING_ENTER_REGISTERED_RING;
 	}
+	if (min_complete && rs_fault(RS_FAULT_eintr))
+		return -EINTR; /* a wait cut short with no handler run */
 	int ret = io_uring_enter2((unsigned)fd, to_submit, min_complete, flags,
 				  (sigset_t *)argp, argsz);
 	rs_count(RS_C_enter);
@@ -177,7 +182,7 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 {
 	if (r->uring.sq.sqe_tail == r->uring.sq.sqe_head)
 		r->pending_since_ns = now_ns();
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	struct io_uring_sqe *sqe = rs_fault(RS_FAULT_sqfull) ? NULL : io_uring_get_sqe(&r->uring);
 	if (likely(sqe))
 		return sqe;
 	rs_count(RS_C_sq_full_flushes);
@@ -186,9 +191,9 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 		if (r->sqpoll) {
 			/* Wait for the SQ thread to make room. */
 			unsigned fl = IORING_ENTER_SQ_WAIT | IORING_ENTER_SQ_WAKEUP;
-			int fd = (r->uring.int_flags & 1) ? r->uring.enter_ring_fd : r->uring.ring_fd;
-			io_uring_enter2((unsigned)fd, n, 0,
-					fl | ((r->uring.int_flags & 1) ? IORING_ENTER_REGISTERED_RING : 0),
+			bool reg = (r->uring.int_flags & 1) && rs_tls_ring == r;
+			int fd = reg ? r->uring.enter_ring_fd : r->uring.ring_fd;
+			io_uring_enter2((unsigned)fd, n, 0, fl | (reg ? IORING_ENTER_REGISTERED_RING : 0),
 					NULL, 0);
 			rs_count(RS_C_enter);
 		} else {
@@ -366,6 +371,10 @@ static int setup_plain(struct io_uring *u, unsigned entries, unsigned extra,
 		struct io_uring_params p = *base;
 		p.flags = flag_sets[i] | extra;
 		p.cq_entries = entries * 4;
+		if (rs_fault(RS_FAULT_cqsmall)) {
+			entries = 8;
+			p.cq_entries = 8;
+		}
 		ret = io_uring_queue_init_params(entries, u, &p);
 		if (ret != -EINVAL)
 			return ret;
@@ -457,7 +466,9 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 
 	struct rs_ring *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int ret = r == MAP_FAILED ? -ENOMEM : setup_uring(r, rs_cfg.ring_entries);
+	int ret = r == MAP_FAILED ? -ENOMEM
+		  : rs_fault(RS_FAULT_setup) ? -EPERM
+					     : setup_uring(r, rs_cfg.ring_entries);
 	if (ret == 0 && !(r->uring.features & IORING_FEAT_EXT_ARG)) {
 		io_uring_queue_exit(&r->uring);
 		ret = -ENOSYS;

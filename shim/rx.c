@@ -8,12 +8,13 @@
 
 #include "batch.h"
 #include "config.h"
+#include "fault.h"
 #include "log.h"
 #include "stats.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
-#define RX_BUFS 256
+#define RX_BUFS_MAX 256
 #define RX_BUF_SIZE 4096
 #define RX_BGID 0
 
@@ -21,7 +22,12 @@ struct rs_ring_batch {
 	struct io_uring_buf_ring *br;
 	char *bufs;
 	size_t br_size;
-	bool files_registered;
+	unsigned nbufs;
+	unsigned returned; /* lent buffers read and waiting to be recycled */
+	/* When a buffer's bytes cannot be copied out (no memory), the buffer
+	 * itself joins the stash through one of these, and goes back to the
+	 * kernel once read: nothing received is ever dropped. */
+	struct rs_chunk lent[RX_BUFS_MAX];
 };
 
 int rs_ring_batch_init(struct rs_ring *r)
@@ -32,16 +38,18 @@ int rs_ring_batch_init(struct rs_ring *r)
 					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (rb == MAP_FAILED)
 		return -ENOMEM;
-	rb->br_size = RX_BUFS * sizeof(struct io_uring_buf);
+	/* The enobufs fault leaves a handful of buffers, so receives run out. */
+	rb->nbufs = rs_fault(RS_FAULT_enobufs) ? 4 : RX_BUFS_MAX;
+	rb->br_size = rb->nbufs * sizeof(struct io_uring_buf);
 	rb->br = mmap(NULL, rb->br_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	rb->bufs = mmap(NULL, (size_t)RX_BUFS * RX_BUF_SIZE, PROT_READ | PROT_WRITE,
+	rb->bufs = mmap(NULL, (size_t)rb->nbufs * RX_BUF_SIZE, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int ret = -ENOMEM;
 	if (rb->br != MAP_FAILED && rb->bufs != MAP_FAILED) {
 		struct io_uring_buf_reg reg;
 		memset(&reg, 0, sizeof(reg));
 		reg.ring_addr = (uint64_t)(uintptr_t)rb->br;
-		reg.ring_entries = RX_BUFS;
+		reg.ring_entries = rb->nbufs;
 		reg.bgid = RX_BGID;
 		ret = io_uring_register_buf_ring(&r->uring, &reg, 0);
 	}
@@ -49,7 +57,7 @@ int rs_ring_batch_init(struct rs_ring *r)
 		if (rb->br != MAP_FAILED)
 			munmap(rb->br, rb->br_size);
 		if (rb->bufs != MAP_FAILED)
-			munmap(rb->bufs, (size_t)RX_BUFS * RX_BUF_SIZE);
+			munmap(rb->bufs, (size_t)rb->nbufs * RX_BUF_SIZE);
 		munmap(rb, sizeof(*rb));
 		rs_log_once(20, RS_LOG_INFO,
 			    "provided buffer rings unavailable (errno %d): reads stay one call each",
@@ -57,10 +65,10 @@ int rs_ring_batch_init(struct rs_ring *r)
 		return ret;
 	}
 	io_uring_buf_ring_init(rb->br);
-	for (int i = 0; i < RX_BUFS; i++)
+	for (unsigned i = 0; i < rb->nbufs; i++)
 		io_uring_buf_ring_add(rb->br, rb->bufs + (size_t)i * RX_BUF_SIZE, RX_BUF_SIZE,
-				      (unsigned short)i, io_uring_buf_ring_mask(RX_BUFS), i);
-	io_uring_buf_ring_advance(rb->br, RX_BUFS);
+				      (unsigned short)i, io_uring_buf_ring_mask(rb->nbufs), (int)i);
+	io_uring_buf_ring_advance(rb->br, (int)rb->nbufs);
 	r->batch = rb;
 	return 0;
 }
@@ -71,7 +79,7 @@ void rs_ring_batch_free(struct rs_ring *r)
 	if (!rb)
 		return;
 	munmap(rb->br, rb->br_size);
-	munmap(rb->bufs, (size_t)RX_BUFS * RX_BUF_SIZE);
+	munmap(rb->bufs, (size_t)rb->nbufs * RX_BUF_SIZE);
 	munmap(rb, sizeof(*rb));
 	r->batch = NULL;
 }
@@ -79,8 +87,34 @@ void rs_ring_batch_free(struct rs_ring *r)
 static void recycle(struct rs_ring_batch *rb, unsigned bid)
 {
 	io_uring_buf_ring_add(rb->br, rb->bufs + (size_t)bid * RX_BUF_SIZE, RX_BUF_SIZE,
-			      (unsigned short)bid, io_uring_buf_ring_mask(RX_BUFS), 0);
+			      (unsigned short)bid, io_uring_buf_ring_mask(rb->nbufs), 0);
 	io_uring_buf_ring_advance(rb->br, 1);
+}
+
+/* A lent buffer was read: back to the kernel. Runs where the stash is
+ * consumed (fdb->lock held); the provided-buffer ring tolerates adds from
+ * any thread only under the ring's lock, which a reader may not hold — so
+ * the buffer is queued here and recycled at the next reap. */
+static void lent_release(struct rs_chunk *c)
+{
+	struct rs_ring_batch *rb = (struct rs_ring_batch *)c->owner_data;
+	__atomic_store_n(&c->head, UINT32_MAX, __ATOMIC_RELEASE); /* returned */
+	__atomic_add_fetch(&rb->returned, 1, __ATOMIC_RELEASE);
+}
+
+void rs_rx_recycle_returned(struct rs_ring *r)
+{
+	struct rs_ring_batch *rb = r->batch;
+	if (!rb || !__atomic_load_n(&rb->returned, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&rb->returned, 0, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < rb->nbufs; i++) {
+		if (__atomic_load_n(&rb->lent[i].head, __ATOMIC_ACQUIRE) == UINT32_MAX) {
+			rb->lent[i].head = 0;
+			rb->lent[i].release = NULL;
+			recycle(rb, i);
+		}
+	}
 }
 
 static void rx_done(struct rs_op *op, int res, uint32_t cflags);
@@ -97,18 +131,19 @@ static void submit_cancel(struct rs_ring *r, struct rs_fdb *b)
 
 bool rs_rx_active(struct rs_fdb *b)
 {
-	return b->rx_armed || b->rq.bytes || b->rx_eof || b->rx_err;
+	return b->rx_armed || b->rq.bytes || b->rx_eof || b->sk_err;
 }
 
 void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 {
 	if (b->rx_armed || !(b->flags & FDB_RX) || (b->flags & (FDB_CLOSED | FDB_NO_REARM)) ||
-	    b->rx_eof || b->rx_err || b->rx_paused)
+	    b->rx_eof || b->sk_err || (b->flags & FDB_RESET) || b->rx_paused)
 		return;
 	if (!r->batch && rs_ring_batch_init(r)) {
 		b->flags |= FDB_NO_REARM;
 		return;
 	}
+	rs_rx_recycle_returned(r);
 	struct io_uring_sqe *sqe = rs_ring_sqe(r);
 	if (!sqe)
 		return;
@@ -128,30 +163,41 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_fdb *b = container_of(op, struct rs_fdb, rx_op);
 	struct rs_ring *r = b->rx_ring;
 	bool more = cflags & IORING_CQE_F_MORE;
+	rs_rx_recycle_returned(r);
 	pthread_mutex_lock(&b->lock);
 	if (cflags & IORING_CQE_F_BUFFER) {
 		unsigned bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+		char *data = r->batch->bufs + (size_t)bid * RX_BUF_SIZE;
+		bool lent = false;
 		if (res > 0 && !(b->flags & FDB_CLOSED)) {
-			long n = rs_bq_append(&b->rq, r->batch->bufs + (size_t)bid * RX_BUF_SIZE,
-					      (size_t)res, 1);
-			if (n < 0) {
-				/* Out of memory: these bytes are lost, so the
-				 * stream must not pretend to go on. */
-				rs_warn("no memory to stash %d received bytes on fd %d", res, b->fd);
-				b->rx_err = ENOMEM;
-			} else {
-				rs_gauge_add(RS_G_STASH_BYTES, res);
-				rs_count_n(RS_C_stash_bytes_in, (uint64_t)res);
+			if (rs_bq_append(&b->rq, data, (size_t)res, 1) < 0) {
+				/* No memory for a copy: the stash keeps the buffer
+				 * itself, and stops taking more until it is read. */
+				struct rs_chunk *c = &r->batch->lent[bid];
+				c->head = 0;
+				c->tail = (uint32_t)res;
+				c->base = data;
+				c->release = lent_release;
+				c->owner_data = (uintptr_t)r->batch;
+				rs_bq_append_lent(&b->rq, c);
+				lent = true;
+				if (b->rx_armed && !b->rx_cancel_sent) {
+					b->rx_paused = true;
+					submit_cancel(r, b);
+				}
 			}
+			rs_gauge_add(RS_G_STASH_BYTES, res);
+			rs_count_n(RS_C_stash_bytes_in, (uint64_t)res);
 		}
-		recycle(r->batch, bid);
+		if (!lent)
+			recycle(r->batch, bid);
 	}
 	if (res == 0)
 		b->rx_eof = true;
 	else if (res == -ENOBUFS)
 		rs_count(RS_C_enobufs_rearms);
 	else if (res < 0 && res != -ECANCELED)
-		b->rx_err = -res;
+		rs_fdb_set_error(b, -res);
 	if (!more)
 		b->rx_armed = false;
 	if (b->rx_armed && !b->rx_cancel_sent && b->rq.bytes >= rs_cfg.stash_fd_max) {
@@ -204,13 +250,15 @@ long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)
 {
 	if (b->rq.bytes) {
 		long n;
-		if ((flags & MSG_TRUNC) && !(flags & MSG_PEEK)) {
-			/* TCP MSG_TRUNC: discard without copying. */
+		if (flags & MSG_TRUNC) {
+			/* TCP MSG_TRUNC: count, and unless peeking discard,
+			 * without copying anything. */
 			size_t want = 0;
 			for (int i = 0; i < cnt; i++)
 				want += iov[i].iov_len;
 			n = (long)(want < b->rq.bytes ? want : b->rq.bytes);
-			rs_bq_consume(&b->rq, (size_t)n);
+			if (!(flags & MSG_PEEK))
+				rs_bq_consume(&b->rq, (size_t)n);
 		} else {
 			n = rs_bq_copyout_iov(&b->rq, iov, cnt, flags & MSG_PEEK);
 		}
@@ -220,17 +268,16 @@ long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)
 		}
 		return n;
 	}
-	if (b->rx_err) {
+	if (b->sk_err) {
 		/* Reported once, like sk_err; the stream then reads as ended. */
-		int err = b->rx_err;
+		int err = b->sk_err;
 		if (!(flags & MSG_PEEK)) {
-			b->rx_err = 0;
+			rs_fdb_take_error(b);
 			b->rx_eof = true;
-			rs_fdb_update_ready(b, false);
 		}
 		return -err;
 	}
-	if (b->rx_eof)
+	if (b->rx_eof || (b->flags & FDB_RESET))
 		return 0;
 	return RS_RX_EMPTY;
 }

@@ -295,7 +295,7 @@ void rs_signals_init(void)
 /* ASan checks every byte memcpy touches and would report the very fault we
  * are guarding against; copy by hand in that build. */
 #if defined(__SANITIZE_ADDRESS__)
-__attribute__((no_sanitize_address, noinline)) static void guarded_copy(void *dst,
+__attribute__((no_sanitize("address", "undefined"), noinline)) static void guarded_copy(void *dst,
 									const void *src,
 									size_t n)
 {
@@ -305,7 +305,9 @@ __attribute__((no_sanitize_address, noinline)) static void guarded_copy(void *ds
 		*d++ = *s++;
 }
 #else
-__attribute__((noinline)) static void guarded_copy(void *dst, const void *src, size_t n)
+__attribute__((no_sanitize("undefined"), noinline)) static void guarded_copy(void *dst,
+									   const void *src,
+									   size_t n)
 {
 	memcpy(dst, src, n);
 }

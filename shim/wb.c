@@ -7,6 +7,7 @@
 
 #include "batch.h"
 #include "config.h"
+#include "fault.h"
 #include "log.h"
 #include "stats.h"
 
@@ -39,7 +40,12 @@ static bool send_unsubmitted(const struct rs_fdb *b, const struct rs_ring *r)
 
 static size_t describe(struct rs_fdb *b)
 {
-	int n = rs_bq_iov(&b->wq, b->send_iov, RS_WB_IOV, (size_t)1 << 30);
+	/* The shortsend fault sends a third of the queue, as a socket that
+	 * takes only part of a send would. */
+	size_t limit = (size_t)1 << 30;
+	if (rs_fault(RS_FAULT_shortsend) && b->wq.bytes > 1)
+		limit = b->wq.bytes / 3 + 1;
+	int n = rs_bq_iov(&b->wq, b->send_iov, RS_WB_IOV, limit);
 	size_t len = 0;
 	for (int i = 0; i < n; i++)
 		len += b->send_iov[i].iov_len;
@@ -55,7 +61,8 @@ static void prep_send(struct rs_ring *r, struct rs_fdb *b)
 		b->send_len = describe(b);
 		return;
 	}
-	if (b->send_busy || b->pollout_armed || b->wb_err || !b->wq.bytes)
+	if (b->send_busy || b->pollout_armed || b->sk_err || (b->flags & FDB_RESET) ||
+	    !b->wq.bytes)
 		return;
 	struct io_uring_sqe *sqe = rs_ring_sqe(r);
 	if (!sqe)
@@ -115,21 +122,22 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 		/* The connection is gone; the bytes can never be sent. The
 		 * error is reported on the fd's next call, as the kernel
 		 * reports a pending socket error. */
-		b->wb_err = -res;
+		rs_fdb_set_error(b, -res);
 		account(b, -(long)b->wq.bytes);
 		rs_bq_clear(&b->wq);
 		rs_count(RS_C_deferred_errors);
 	}
-	if (b->wq.bytes && !b->wb_err) {
+	bool failed = b->sk_err || (b->flags & FDB_RESET);
+	if (b->wq.bytes && !failed) {
 		if (res == -EAGAIN || (res >= 0 && (size_t)res < b->send_len))
 			prep_pollout(r, b); /* the socket is full */
 		else
 			prep_send(r, b); /* more than one send's worth */
-	} else if ((b->flags & FDB_SHUT_QUEUED) && !b->wb_err) {
+	} else if ((b->flags & FDB_SHUT_QUEUED) && !failed) {
 		prep_shutdown(r, b);
 	}
 	bool edge = was_full && b->wq.bytes < rs_cfg.wb_fd_max;
-	rs_fdb_update_ready(b, edge || b->wb_err);
+	rs_fdb_update_ready(b, edge || failed);
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
 }
@@ -164,15 +172,6 @@ bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)
 	return pending;
 }
 
-int rs_wb_take_error(struct rs_fdb *b)
-{
-	int err = b->wb_err;
-	if (err) {
-		b->wb_err = 0;
-		rs_fdb_update_ready(b, false);
-	}
-	return err;
-}
 
 long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, int cnt,
 		 size_t total)
@@ -180,13 +179,13 @@ long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, i
 	pthread_mutex_lock(&b->lock);
 	long ret;
 	bool flush = false;
-	int err = rs_wb_take_error(b);
+	int err = rs_fdb_take_error(b);
 	if (err) {
 		ret = -err;
 		goto out;
 	}
-	if (b->flags & FDB_SHUT_WR) {
-		ret = -EPIPE;
+	if (b->flags & (FDB_SHUT_WR | FDB_RESET)) {
+		ret = -EPIPE; /* the write side is shut, by us or by a reset */
 		goto out;
 	}
 	if (b->pollout_armed) {
@@ -247,7 +246,7 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 	for (;;) {
 		pthread_mutex_lock(&b->lock);
 		bool idle = !b->wq.bytes && !b->send_busy;
-		int err = b->wb_err;
+		int err = b->sk_err || (b->flags & FDB_RESET);
 		struct rs_ring *sr = b->send_busy || b->pollout_armed ? b->send_ring : r;
 		if (!idle && !err && !b->send_busy && !b->pollout_armed)
 			prep_send(r, b);
@@ -283,7 +282,7 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 		pthread_mutex_lock(&b->lock);
 		bool idle = !b->wq.bytes && !b->send_busy;
 		size_t left = b->wq.bytes;
-		bool err = b->wb_err != 0;
+		bool err = b->sk_err || (b->flags & FDB_RESET);
 		if (!idle && !err && !b->send_busy && !b->pollout_armed)
 			prep_send(r, b);
 		struct rs_ring *sr = b->send_ring;

@@ -9,7 +9,7 @@ INTEG_SRCS := $(sort $(wildcard tests/integ/*.c))
 INTEG_BINS := $(INTEG_SRCS:tests/integ/%.c=$(BUILD)/tests/integ/%)
 # Unit tests link the shim's objects directly (without the interposers'
 # entry points, which would replace libc inside the test runner).
-UNIT_SHIM_OBJS := $(addprefix $(BUILD)/shim/,config.o log.o fdtable.o stats.o real.o \
+UNIT_SHIM_OBJS := $(addprefix $(BUILD)/shim/,config.o fault.o log.o fdtable.o stats.o real.o \
                      internal_fds.o)
 
 tests: $(UNIT_BIN) $(INTEG_BINS)
@@ -20,7 +20,7 @@ $(UNIT_BIN): $(UNIT_SRCS) $(UNIT_SHIM_OBJS) $(wildcard tests/unit/*.h)
 	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS) $(CHECK_CFLAGS) -Ishim -o $@ $(UNIT_SRCS) \
 	      $(UNIT_SHIM_OBJS) $(CHECK_LIBS) $(URING_LIBS) -ldl $(SAN_LDFLAGS)
 
-$(BUILD)/tests/integ/%: tests/integ/%.c tests/integ/check.h
+$(BUILD)/tests/integ/%: tests/integ/%.c $(wildcard tests/integ/*.h)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ $< $(SAN_LDFLAGS)
