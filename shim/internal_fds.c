@@ -205,23 +205,38 @@ void rs_internal_fds_rlimit_changed(void)
 }
 
 /* F_DUPFD(from): the program expects the lowest free number at or above
- * `from`; ours there move below it first. */
+ * `from`. One of ours only gets in the way when every number between `from`
+ * and it is taken (a probe lands above it); then it moves to another high
+ * free number. Moving ours below `from` instead would put it where the
+ * program's next socket() or open() expects to land. */
 void rs_internal_fds_clear_from(int from)
 {
 	if (from < 0 || rs_internal_fd_next(from) < 0)
 		return;
 	int saved = errno;
 	pthread_mutex_lock(&lock);
-	for (int i = 0; i < count; i++) {
-		int fd = table[i].fd;
-		if (fd < from)
-			continue;
-		int nfd = dup_into_range(fd, 0, from - 1);
+	for (int tries = 0; tries < RS_MAX_INTERNAL_FDS; tries++) {
+		int idx = -1;
+		for (int i = 0; i < count; i++)
+			if (table[i].fd >= from && (idx < 0 || table[i].fd < table[idx].fd))
+				idx = i;
+		if (idx < 0)
+			break;
+		int fd = table[idx].fd;
+		int probe = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, from);
+		if (probe < 0 && errno != EMFILE)
+			break;
+		if (probe >= 0) {
+			RS_REAL(close)(probe);
+			if (probe < fd)
+				break;
+		}
+		int nfd = dup_high(fd);
 		if (nfd < 0)
-			continue;
-		table[i].fd = nfd;
-		if (table[i].moved)
-			table[i].moved(table[i].owner, fd, nfd);
+			break;
+		table[idx].fd = nfd;
+		if (table[idx].moved)
+			table[idx].moved(table[idx].owner, fd, nfd);
 		RS_REAL(close)(fd);
 	}
 	recompute_bounds();

@@ -69,6 +69,13 @@ static bool really_nonblocking(struct rs_call *c)
 	return nb;
 }
 
+/* O_NONBLOCK lives in the open file description: through a dup it may have
+ * changed behind this fd's back, so shared fds ask the kernel. */
+static bool nonblocking_now(struct rs_call *c)
+{
+	return shared(c) ? really_nonblocking(c) : nonblocking(c);
+}
+
 /* ---- socket timeouts ---------------------------------------------------- */
 
 static uint64_t timeval_to_us(const struct timeval *tv)
@@ -164,6 +171,7 @@ static int wait_ready(struct rs_call *c, short events, struct rs_call_wait *cw)
 	io_uring_prep_poll_add(sqe, c->fd, (unsigned)events);
 	sqe->user_data = (uint64_t)(uintptr_t)&op;
 	int r = rs_ring_run(c->ring, &op, &w);
+	cw->revents = r > 0 ? (short)r : 0;
 	if (r >= 0 && rs_sig.delivered != cw->mark.delivered) {
 		/* Ready, but a handler ran too: the kernel would have ended
 		 * the call for the signal. Nothing was taken: no loss. */
@@ -229,11 +237,22 @@ int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct 
 			res = RS_TIMED_OUT;
 			break;
 		}
-		int w = wait_ready(c, o->poll_events, cw);
+		/* A datagram socket shut for reading has nothing to wait
+		 * for: a blocking receive returns 0 there, though a
+		 * nonblocking one says EAGAIN. */
+		bool dgram_rx = !o->send_side && (o->poll_events & POLLIN) &&
+				!rs_kind_is_stream(kind(c));
+		int w = wait_ready(c, (short)(o->poll_events | (dgram_rx ? POLLRDHUP : 0)), cw);
 		if (w == RS_RESTART && !o->restart_to_caller)
 			continue;
 		if (w) {
 			res = w;
+			break;
+		}
+		if (dgram_rx && (cw->revents & POLLRDHUP)) {
+			/* The kernel's blocking call cannot block now, and
+			 * it alone sets msg_namelen and the rest right. */
+			res = RS_USE_LIBC;
 			break;
 		}
 	}
@@ -326,6 +345,8 @@ static ssize_t recv_waitall(struct rs_call *c, struct recv_args *first)
 		rs_safe_copy(&m, first->msg, sizeof(m));
 		want = (size_t)t;
 	}
+	if (!want) /* the kernel still runs the call: it sets msg_namelen */
+		return timed_out_as(rs_strict_exec(c, prep_recv, first, &o, NULL), EAGAIN);
 	size_t done = 0;
 	while (done < want) {
 		struct recv_args a = *first;
@@ -365,9 +386,15 @@ static ssize_t recv_common(struct rs_call *c, struct recv_args *a)
 {
 	if (a->flags & MSG_ERRQUEUE)
 		return RS_USE_LIBC;
-	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking(c);
-	if ((a->flags & MSG_WAITALL) && !nb && rs_kind_is_stream(kind(c)) && !(a->flags & MSG_PEEK))
+	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking_now(c);
+	if ((a->flags & MSG_WAITALL) && !nb && rs_kind_is_stream(kind(c))) {
+		/* Peeking until the whole length has arrived cannot be
+		 * rebuilt from nonblocking tries: the bytes stay queued, so
+		 * readiness says nothing about whether more came. */
+		if (a->flags & MSG_PEEK)
+			return RS_USE_LIBC;
 		return recv_waitall(c, a);
+	}
 	struct rs_exec_opts o = recv_opts(a->flags);
 	return timed_out_as(rs_strict_exec(c, prep_recv, a, &o, NULL), EAGAIN);
 }
@@ -502,7 +529,7 @@ static ssize_t send_stream_blocking(struct rs_call *c, struct send_args *first, 
 
 static ssize_t send_common(struct rs_call *c, struct send_args *a)
 {
-	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking(c);
+	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking_now(c);
 	ssize_t res;
 	if (!nb && rs_kind_is_stream(kind(c))) {
 		ssize_t total = a->msg ? msg_total(a->msg) : (ssize_t)a->len;
@@ -681,7 +708,7 @@ static ssize_t pipe_write_iov(struct rs_call *c, const struct iovec *iov, int cn
 			return res;
 		}
 		done += (size_t)res;
-		if (nonblocking(c) || !total)
+		if (nonblocking_now(c) || !total)
 			break;
 	}
 	return (ssize_t)done;
@@ -853,7 +880,7 @@ static int s_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 	o.poll_events = POLLIN;
 	o.force_nonblock = true;
 	int fd = rs_strict_exec(c, prep_accept, &a, &o, NULL);
-	if (fd != -EAGAIN || nonblocking(c))
+	if (fd != -EAGAIN || nonblocking_now(c))
 		return fd;
 	/* A blocking accept(2) takes the lowest free number before it waits:
 	 * hold that number meanwhile, so fds other threads create get the

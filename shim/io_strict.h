@@ -28,6 +28,7 @@ struct rs_call_wait {
 	uint64_t deadline_ns; /* 0: none */
 	bool timeo_now;
 	bool never_restart;
+	short revents; /* of the last readiness wait */
 };
 
 /* Run one op the way the fd's mode says: nonblocking fds try once; blocking
