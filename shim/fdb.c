@@ -143,18 +143,32 @@ void rs_batch_duped(int oldfd, int newfd)
 	__atomic_store_n((struct rs_fdb **)&n->batch, b, __ATOMIC_RELEASE);
 }
 
+/* Submit until nothing is left prepared on x (x locked). Completions
+ * reaped here prepare follow-ups that name the same fd number (the next
+ * send of a long queue, the shutdown(SHUT_WR) that waited for the queue):
+ * left in the SQ past the real close, they would act on whatever file gets
+ * the number next. */
+static void settle(struct rs_ring *x)
+{
+	for (int i = 0; i < 64; i++) {
+		rs_ring_poke(x);
+		rs_ring_reap(x);
+		struct io_uring_sq *sq = &x->uring.sq;
+		if (sq->sqe_tail == sq->sqe_head && !io_uring_sq_ready(&x->uring))
+			break;
+	}
+}
+
 /* Submit whatever ring `other` has prepared (r locked by the caller). */
 static void poke_ring(struct rs_ring *r, struct rs_ring *other)
 {
 	if (!other || other == r) {
-		rs_ring_poke(r);
-		rs_ring_reap(r);
+		settle(r);
 		return;
 	}
 	rs_ring_unlock(r);
 	rs_ring_lock(other);
-	rs_ring_poke(other);
-	rs_ring_reap(other);
+	settle(other);
 	rs_ring_unlock(other);
 	rs_ring_lock(r);
 }

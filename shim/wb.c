@@ -9,6 +9,7 @@
 #include "config.h"
 #include "fault.h"
 #include "log.h"
+#include "real.h"
 #include "stats.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -95,14 +96,16 @@ static void prep_pollout(struct rs_ring *r, struct rs_fdb *b)
 	rs_fdb_ref(b);
 }
 
-static void prep_shutdown(struct rs_ring *r, struct rs_fdb *b)
+/* The shutdown(SHUT_WR) that waited for the queue, issued right here: an
+ * IORING_OP_SHUTDOWN always runs on an io-wq worker, which looks the number
+ * up only when it gets to it - after a close() that may follow at once, so
+ * the FIN would be lost, or worse, sent on the next file to get the number.
+ * b->fd is valid here (close keeps a hidden copy while this is pending). */
+static void do_queued_shutdown(struct rs_fdb *b)
 {
-	struct io_uring_sqe *sqe = rs_ring_sqe(r);
-	if (!sqe)
-		return;
-	io_uring_prep_shutdown(sqe, b->fd, SHUT_WR);
-	sqe->user_data = 0; /* its errors were reported by shutdown() already */
 	b->flags &= ~FDB_SHUT_QUEUED;
+	if (b->fd >= 0)
+		RS_REAL(shutdown)(b->fd, SHUT_WR); /* its errors were reported by shutdown() */
 }
 
 static void send_done(struct rs_op *op, int res, uint32_t cflags)
@@ -134,7 +137,7 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 		else
 			prep_send(r, b); /* more than one send's worth */
 	} else if ((b->flags & FDB_SHUT_QUEUED) && !failed) {
-		prep_shutdown(r, b);
+		do_queued_shutdown(b);
 	}
 	bool edge = was_full && b->wq.bytes < rs_cfg.wb_fd_max;
 	rs_fdb_update_ready(b, edge || failed);
