@@ -53,6 +53,7 @@ enum {
 	FDB_SHUT_WR = 1u << 5,	   /* program called shutdown(SHUT_WR/RDWR) */
 	FDB_SHUT_QUEUED = 1u << 6, /* ...to be issued once the queue drains */
 	FDB_RESET = 1u << 7,	   /* the connection was reset: HUP for good */
+	FDB_WRITE_DIRECT = 1u << 8, /* the watch saw ERR/HUP/RDHUP: no write-behind */
 };
 
 struct rs_epitem;
@@ -79,6 +80,11 @@ struct rs_fdb {
 	struct rs_op send_op;
 	bool pollout_armed;
 	struct rs_op pollout_op;
+	/* The watch: a poll for ERR|HUP|RDHUP, so that a write knows what the
+	 * kernel would answer it (a reset, the peer gone) without asking. */
+	bool watch_armed, watch_cancel_sent;
+	struct rs_ring *watch_ring;
+	struct rs_op watch_op;
 	/* The socket's pending error (sk_err), from a queued send or the
 	 * receive: reported once, by the next read, write or SO_ERROR. */
 	int sk_err;
@@ -125,6 +131,14 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b);
 /* Hand b's queue to the kernel now (r->lock held); true if bytes remain
  * because the socket is full. */
 bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b);
+/* Whether a write to b must go to the kernel (after the queue) instead of
+ * being queued: the socket has an error, was reset, or its peer sent a FIN
+ * (a write may then draw a reset, which the next write must report). Arms
+ * the watch on first use. r->lock held, b->lock not. */
+bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b);
+/* Cancel the watch and wait for it to end (close: an armed poll holds the
+ * file open). r->lock held. */
+void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);
 /* Take the socket's pending error, if any (b->lock held). */
 int rs_fdb_take_error(struct rs_fdb *b);
 /* A send or receive failed: the socket's error is now pending. */

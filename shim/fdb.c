@@ -223,6 +223,7 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	}
 	pthread_mutex_unlock(&b->lock);
 	rs_rx_disarm(r, b);
+	rs_wb_watch_disarm(r, b);
 	if (b->flags & FDB_LISTEN)
 		rs_acq_close(r, b);
 	rs_epoll_forget_fdb(b);
@@ -247,7 +248,11 @@ static void stale_batch(int fd, uint32_t old_state, void *batch)
 		struct rs_ring *r = rs_ring_get(&why);
 		if (r) {
 			rs_ring_lock(r);
+			pthread_mutex_lock(&b->lock);
+			b->flags |= FDB_CLOSED;
+			pthread_mutex_unlock(&b->lock);
 			rs_rx_disarm(r, b);
+			rs_wb_watch_disarm(r, b);
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
@@ -407,7 +412,8 @@ void rs_batch_flush_all(bool wait)
 static bool on_ring(struct rs_fdb *b, void *arg)
 {
 	struct rs_ring *r = arg;
-	return b->rx_ring == r || b->send_ring == r || rs_acq_ring(b) == r;
+	return b->rx_ring == r || b->send_ring == r || rs_acq_ring(b) == r ||
+	       (b->watch_armed && b->watch_ring == r);
 }
 
 void rs_batch_ring_exit(struct rs_ring *r)
@@ -424,6 +430,14 @@ void rs_batch_ring_exit(struct rs_ring *r)
 				/* Another thread's epoll_wait arms it again. */
 				b->flags &= ~FDB_NO_REARM;
 				b->rx_ring = NULL;
+				pthread_mutex_unlock(&b->lock);
+			}
+			if (b->watch_ring == r) {
+				/* The next write arms it again on its own ring. */
+				rs_wb_watch_disarm(r, b);
+				pthread_mutex_lock(&b->lock);
+				if (!b->watch_armed)
+					b->watch_ring = NULL;
 				pthread_mutex_unlock(&b->lock);
 			}
 			if (b->send_ring == r)
@@ -458,6 +472,8 @@ void rs_batch_after_fork_child(void)
 		b->send_ring = b->rx_ring = NULL;
 		b->send_sqe = NULL;
 		b->send_busy = b->pollout_armed = false;
+		b->watch_armed = b->watch_cancel_sent = false;
+		b->watch_ring = NULL;
 		b->rx_armed = b->rx_cancel_sent = b->rx_paused = false;
 		b->flags &= ~FDB_NO_REARM;
 		rs_acq_free(b);

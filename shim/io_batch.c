@@ -82,17 +82,23 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 		}
 		return 0;
 	}
-	*handled = true;
 	size_t total = 0;
 	for (int i = 0; i < cnt; i++)
 		total += iov[i].iov_len;
-	if (!total)
-		return 0;
 	rs_ring_lock(c->ring);
-	long n = rs_wb_write(c->ring, b, iov, cnt, total);
+	bool direct = rs_wb_write_direct(c->ring, b);
+	pthread_mutex_lock(&b->lock);
+	bool idle = !b->wq.bytes && !b->send_busy && !b->sk_err;
+	pthread_mutex_unlock(&b->lock);
+	/* Writes of nothing queue nothing, but the kernel still fails them on
+	 * a shut or failed socket: with nothing queued, it answers. */
+	bool to_kernel = direct || (!total && idle);
+	long n = to_kernel || !total ? 0 : rs_wb_write(c->ring, b, iov, cnt, total);
 	rs_ring_unlock(c->ring);
-	if (n == -ENOMEM) {
-		/* No memory to queue the bytes: send them now instead, after
+	*handled = true;
+	if (to_kernel || n == -ENOMEM) {
+		/* No memory to queue the bytes, or the socket is in a state
+		 * only the kernel answers for: send them now instead, after
 		 * what is queued. */
 		int err = drain_before_strict(c, b, flags);
 		if (err) {
@@ -185,7 +191,14 @@ static ssize_t b_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 	if (!b && wb_eligible(c))
 		b = rs_fdb_attach(c->fd, c->st);
 	uint32_t in_st = rs_fd_state(in_fd);
-	if (!b || !(b->flags & FDB_WB) || !nonblocking(c) || RS_FD_KIND(in_st) != RS_KIND_FILE) {
+	bool direct = false;
+	if (b && (b->flags & FDB_WB) && nonblocking(c)) {
+		rs_ring_lock(c->ring);
+		direct = rs_wb_write_direct(c->ring, b);
+		rs_ring_unlock(c->ring);
+	}
+	if (!b || !(b->flags & FDB_WB) || !nonblocking(c) || RS_FD_KIND(in_st) != RS_KIND_FILE ||
+	    direct) {
 		int err = drain_before_strict(c, b, 0);
 		if (err) {
 			if (err == -EPIPE)

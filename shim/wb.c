@@ -31,6 +31,106 @@ static void account(struct rs_fdb *b, long delta)
 static void send_done(struct rs_op *op, int res, uint32_t cflags);
 static void pollout_done(struct rs_op *op, int res, uint32_t cflags);
 
+/* ---- the watch ------------------------------------------------------------
+ * A write the kernel would fail (pending error, reset, closed) must fail
+ * under the shim too, and in the same call. Such states arrive on their own
+ * (an RST answering an earlier write), so each write-behind socket has a
+ * one-shot poll for ERR|HUP|RDHUP armed; its wakeup sets IORING_SQ_TASKRUN,
+ * which a write checks before queueing. Once it fired, writes go to the
+ * kernel one by one: after a FIN from the peer a write may draw an RST that
+ * the next write must report, and nothing but the kernel knows when. */
+
+static void watch_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	(void)cflags;
+	struct rs_fdb *b = container_of(op, struct rs_fdb, watch_op);
+	pthread_mutex_lock(&b->lock);
+	b->watch_armed = false;
+	b->watch_cancel_sent = false;
+	if (res > 0)
+		b->flags |= FDB_WRITE_DIRECT;
+	pthread_mutex_unlock(&b->lock);
+	rs_fdb_unref(b);
+}
+
+/* r->lock and b->lock held; true if a watch was prepared. */
+static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
+{
+	if (b->watch_armed || (b->flags & (FDB_WRITE_DIRECT | FDB_CLOSED)) || b->fd < 0)
+		return false;
+	struct io_uring_sqe *sqe = rs_ring_sqe(r);
+	if (!sqe)
+		return false;
+	io_uring_prep_poll_add(sqe, b->fd, POLLERR | POLLHUP | POLLRDHUP);
+	sqe->user_data = (uint64_t)(uintptr_t)&b->watch_op;
+	b->watch_op.complete = watch_done;
+	b->watch_armed = true;
+	b->watch_ring = r;
+	rs_fdb_ref(b);
+	return true;
+}
+
+bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool armed = b->watch_armed;
+	struct rs_ring *wr = b->watch_ring;
+	bool fresh = !armed && watch_arm(r, b);
+	pthread_mutex_unlock(&b->lock);
+	if (fresh || (armed && wr == r && rs_ring_has_news(r))) {
+		/* A new watch answers at once if the state is already there;
+		 * news may be the watch firing. */
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+	} else if (armed && wr != r && rs_ring_has_news(wr)) {
+		rs_ring_unlock(r);
+		rs_ring_lock(wr);
+		rs_ring_reap(wr);
+		rs_ring_unlock(wr);
+		rs_ring_lock(r);
+	}
+	pthread_mutex_lock(&b->lock);
+	bool direct = b->flags & FDB_WRITE_DIRECT;
+	pthread_mutex_unlock(&b->lock);
+	return direct;
+}
+
+void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool armed = b->watch_armed;
+	struct rs_ring *wr = b->watch_ring;
+	pthread_mutex_unlock(&b->lock);
+	if (!armed || !wr)
+		return;
+	if (wr != r) {
+		rs_ring_unlock(r);
+		rs_ring_lock(wr);
+	}
+	for (;;) {
+		rs_ring_reap(wr);
+		pthread_mutex_lock(&b->lock);
+		armed = b->watch_armed;
+		if (armed && !b->watch_cancel_sent) {
+			/* (a full SQ: the wait below makes room) */
+			struct io_uring_sqe *sqe = rs_ring_sqe(wr);
+			if (sqe) {
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&b->watch_op, 0);
+				sqe->user_data = 0;
+				b->watch_cancel_sent = true;
+			}
+		}
+		pthread_mutex_unlock(&b->lock);
+		if (!armed)
+			break;
+		rs_ring_wait_any(wr, NULL, NULL);
+	}
+	if (wr != r) {
+		rs_ring_unlock(wr);
+		rs_ring_lock(r);
+	}
+}
+
 /* The send SQE prepared earlier is still in r's SQ, not yet seen by the
  * kernel: it can be widened to cover bytes queued since. */
 static bool send_unsubmitted(const struct rs_fdb *b, const struct rs_ring *r)
