@@ -537,17 +537,29 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 static int b_shutdown(struct rs_call *c, int how)
 {
 	struct rs_fdb *b = rs_fdb_get(c->fd);
+	/* Writes later queued must fail with EPIPE as the kernel's would, so
+	 * the shutdown is remembered even when nothing was written yet. */
+	if (!b && rs_kind_is_stream(RS_FD_KIND(c->st)) && (how == SHUT_WR || how == SHUT_RDWR))
+		b = rs_fdb_attach(c->fd, c->st);
 	if (!b || !(b->flags & FDB_WB) || (how != SHUT_WR && how != SHUT_RDWR))
 		return rs_io_strict.shutdown(c, how);
 	pthread_mutex_lock(&b->lock);
 	bool pending = b->wq.bytes || b->send_busy;
-	b->flags |= FDB_SHUT_WR;
-	if (pending)
-		b->flags |= FDB_SHUT_QUEUED;
-	rs_fdb_update_ready(b, true);
+	if (pending) {
+		b->flags |= FDB_SHUT_WR | FDB_SHUT_QUEUED;
+		rs_fdb_update_ready(b, true);
+	}
 	pthread_mutex_unlock(&b->lock);
-	if (!pending)
-		return rs_io_strict.shutdown(c, how);
+	if (!pending) {
+		int r = rs_io_strict.shutdown(c, how);
+		if (!r) {
+			pthread_mutex_lock(&b->lock);
+			b->flags |= FDB_SHUT_WR;
+			rs_fdb_update_ready(b, true);
+			pthread_mutex_unlock(&b->lock);
+		}
+		return r;
+	}
 	/* The write side closes once the queue has gone out (wb.c); the read
 	 * side can close now. */
 	return how == SHUT_RDWR ? rs_io_strict.shutdown(c, SHUT_RD) : 0;
