@@ -1,5 +1,6 @@
 /* epoll emulation: see epoll.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "config.h"
 #include "epoll.h"
 #include "fdtable.h"
+#include "internal_fds.h"
 #include "log.h"
 #include "real.h"
 #include "signals.h"
@@ -76,8 +78,19 @@ static void ep_unref(struct rs_epoll *ep)
 	if (ep->all_next)
 		ep->all_next->all_prev = ep->all_prev;
 	pthread_mutex_unlock(&all_lock);
+	if (rs_internal_fd_is(ep->epfd)) {
+		rs_internal_fd_remove(ep->epfd);
+		RS_REAL(close)(ep->epfd);
+	}
 	pthread_mutex_destroy(&ep->lock);
 	free(ep);
+}
+
+static void hidden_epfd_moved(void *owner, int oldfd, int newfd)
+{
+	struct rs_epoll *ep = owner;
+	if (ep->epfd == oldfd)
+		ep->epfd = newfd;
 }
 
 void rs_epoll_created(int epfd)
@@ -675,8 +688,20 @@ void rs_epoll_closed(int epfd)
 		return;
 	struct rs_epoll *ep = __atomic_exchange_n((struct rs_epoll **)&e->batch, NULL,
 						  __ATOMIC_ACQ_REL);
-	if (ep)
-		rs_epoll_release(ep);
+	if (!ep)
+		return;
+	pthread_mutex_lock(&ep->lock);
+	if (ep->epfd == epfd &&
+	    __atomic_load_n(&ep->refs, __ATOMIC_ACQUIRE) > 1 + (ep->kpoll_armed ? 1 : 0)) {
+		/* Other numbers (dups) still refer to the instance, but the
+		 * real calls name it by this one, which may next be a socket:
+		 * keep a hidden copy to name it by. */
+		int hidden = RS_REAL(fcntl64)(epfd, F_DUPFD_CLOEXEC, 0);
+		if (hidden >= 0)
+			ep->epfd = rs_internal_fd_move_high(hidden, hidden_epfd_moved, ep);
+	}
+	pthread_mutex_unlock(&ep->lock);
+	rs_epoll_release(ep);
 }
 
 void rs_epoll_release(struct rs_epoll *ep)
