@@ -44,7 +44,7 @@ RS_EXPORT int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	return track_open(RS_REAL(open64)(path, flags, mode), flags);
+	return track_open(RS_FDGATE(RS_REAL(open64)(path, flags, mode)), flags);
 }
 
 RS_EXPORT int open64(const char *path, int flags, ...) RS_ALIAS(open);
@@ -55,7 +55,7 @@ RS_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	return track_open(RS_REAL(openat64)(dirfd, path, flags, mode), flags);
+	return track_open(RS_FDGATE(RS_REAL(openat64)(dirfd, path, flags, mode)), flags);
 }
 
 RS_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
@@ -63,14 +63,14 @@ RS_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 
 RS_EXPORT int __open_2(const char *path, int flags)
 {
-	return track_open(RS_REAL(__open64_2)(path, flags), flags);
+	return track_open(RS_FDGATE(RS_REAL(__open64_2)(path, flags)), flags);
 }
 
 RS_EXPORT int __open64_2(const char *path, int flags) RS_ALIAS(__open_2);
 
 RS_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
-	return track_open(RS_REAL(__openat64_2)(dirfd, path, flags), flags);
+	return track_open(RS_FDGATE(RS_REAL(__openat64_2)(dirfd, path, flags)), flags);
 }
 
 RS_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
@@ -79,14 +79,14 @@ RS_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 RS_EXPORT int creat(const char *path, mode_t mode)
 {
 	int flags = O_CREAT | O_WRONLY | O_TRUNC;
-	return track_open(RS_REAL(open64)(path, flags, mode), flags);
+	return track_open(RS_FDGATE(RS_REAL(open64)(path, flags, mode)), flags);
 }
 
 RS_EXPORT int creat64(const char *path, mode_t mode) RS_ALIAS(creat);
 
 RS_EXPORT int pipe2(int fds[2], int flags)
 {
-	int r = RS_REAL(pipe2)(fds, flags);
+	int r = RS_FDGATE(RS_REAL(pipe2)(fds, flags));
 	if (r == 0 && rs_ready()) {
 		rs_fd_created(fds[0], RS_KIND_PIPE, open_flags(flags));
 		rs_fd_created(fds[1], RS_KIND_PIPE, open_flags(flags));
@@ -218,7 +218,7 @@ static void before_dup_onto(int oldfd, int newfd)
 
 RS_EXPORT int dup(int oldfd)
 {
-	int r = RS_REAL(dup)(oldfd);
+	int r = RS_FDGATE(RS_REAL(dup)(oldfd));
 	if (r >= 0 && rs_ready())
 		duped(oldfd, r, false);
 	return r;
@@ -255,7 +255,8 @@ RS_EXPORT int fcntl(int fd, int cmd, ...)
 	int iarg = (int)(intptr_t)arg;
 	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && rs_ready())
 		rs_internal_fds_clear_from(iarg);
-	int r = RS_REAL(fcntl64)(fd, cmd, arg);
+	int r = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC ? RS_FDGATE(RS_REAL(fcntl64)(fd, cmd, arg))
+							 : RS_REAL(fcntl64)(fd, cmd, arg);
 	if (r < 0 || !rs_ready())
 		return r;
 	switch (cmd) {

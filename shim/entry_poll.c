@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "entry.h"
+#include "internal_fds.h"
 #include "epoll.h"
 #include "pollsel.h"
 #include "real.h"
@@ -35,7 +36,7 @@ static bool finish(int r, int *out)
 
 RS_EXPORT int epoll_create1(int flags)
 {
-	int fd = RS_REAL(epoll_create1)(flags);
+	int fd = RS_FDGATE(RS_REAL(epoll_create1)(flags));
 	if (fd >= 0 && rs_ready()) {
 		rs_fd_created(fd, RS_KIND_EPOLL, (flags & EPOLL_CLOEXEC) ? RS_FD_CLOEXEC : 0);
 		if (rs_cfg.mode == RS_MODE_BATCH)
@@ -46,7 +47,7 @@ RS_EXPORT int epoll_create1(int flags)
 
 RS_EXPORT int epoll_create(int size)
 {
-	int fd = RS_REAL(epoll_create)(size);
+	int fd = RS_FDGATE(RS_REAL(epoll_create)(size));
 	if (fd >= 0 && rs_ready()) {
 		rs_fd_created(fd, RS_KIND_EPOLL, 0);
 		if (rs_cfg.mode == RS_MODE_BATCH)

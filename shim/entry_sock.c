@@ -6,6 +6,7 @@
 
 #include "batch.h"
 #include "entry.h"
+#include "internal_fds.h"
 #include "io_strict.h"
 #include "real.h"
 
@@ -177,7 +178,7 @@ RS_EXPORT int shutdown(int fd, int how)
 
 RS_EXPORT int socket(int domain, int type, int protocol)
 {
-	int fd = RS_REAL(socket)(domain, type, protocol);
+	int fd = RS_FDGATE(RS_REAL(socket)(domain, type, protocol));
 	if (fd >= 0 && rs_ready())
 		rs_fd_created(fd, rs_kind_from_socket(domain, type),
 			      ((type & SOCK_NONBLOCK) ? RS_FD_NONBLOCK : 0) |
@@ -197,7 +198,7 @@ RS_EXPORT int listen(int fd, int backlog)
 
 RS_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
-	int r = RS_REAL(socketpair)(domain, type, protocol, sv);
+	int r = RS_FDGATE(RS_REAL(socketpair)(domain, type, protocol, sv));
 	if (r == 0 && rs_ready()) {
 		unsigned flags = ((type & SOCK_NONBLOCK) ? RS_FD_NONBLOCK : 0) |
 				 ((type & SOCK_CLOEXEC) ? RS_FD_CLOEXEC : 0);

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -244,8 +245,49 @@ void rs_internal_fds_clear_from(int from)
 	errno = saved;
 }
 
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
+
+int rs_fdgate_enter(void)
+{
+	/* EDEADLK when this thread holds it exclusively (a signal handler
+	 * that interrupted ring set-up): then it is already ours. */
+	int saved = errno;
+	int r = pthread_rwlock_rdlock(&gate);
+	errno = saved;
+	return r;
+}
+
+void rs_fdgate_leave(int entered)
+{
+	if (entered == 0) {
+		int saved = errno;
+		pthread_rwlock_unlock(&gate);
+		errno = saved;
+	}
+}
+
+bool rs_fdgate_lock(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_nsec += 3000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return pthread_rwlock_timedwrlock(&gate, &t) == 0;
+}
+
+void rs_fdgate_unlock(bool held)
+{
+	if (held)
+		pthread_rwlock_unlock(&gate);
+}
+
 void rs_internal_fds_after_fork_child(void)
 {
+	/* Another thread may have held the gate: it does not exist here. */
+	pthread_rwlock_init(&gate, NULL);
 	/* The lock may have been held by a thread that does not exist here. */
 	pthread_mutex_init(&lock, NULL);
 }

@@ -9,6 +9,26 @@
 
 typedef void (*rs_fd_moved_fn)(void *owner, int oldfd, int newfd);
 
+/* The kernel gives a new fd the lowest free number, and io_uring_setup()
+ * cannot be told otherwise: a ring fd exists at a low number until it is
+ * moved high. The gate keeps the program's own fd-creating calls (socket,
+ * open, pipe, dup...) out of that window, so a thread starting its ring
+ * never shifts the number another thread's socket() gets. Readers are the
+ * program's calls (shared, never blocked by a waiting writer); the writer
+ * waits at most a few milliseconds, then goes ahead: a reader blocked in a
+ * FIFO open() must not stall other threads. */
+int rs_fdgate_enter(void);		/* 0 when entered: pass to _leave */
+void rs_fdgate_leave(int entered);
+bool rs_fdgate_lock(void);		/* true when held exclusively */
+void rs_fdgate_unlock(bool held);
+#define RS_FDGATE(expr)                                                        \
+	({                                                                     \
+		int g_ = rs_fdgate_enter();                                    \
+		__typeof__(expr) r_ = (expr);                                  \
+		rs_fdgate_leave(g_);                                           \
+		r_;                                                            \
+	})
+
 /* dup `fd` to a high number (close-on-exec), close `fd`, register the copy.
  * Returns the fd now in use (the original one if it could not be moved). */
 int rs_internal_fd_move_high(int fd, rs_fd_moved_fn moved, void *owner);

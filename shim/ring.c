@@ -32,7 +32,7 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
  * rings that own them, under live_lock. */
 #define MAX_SQ_ANCHORS 64
 static struct rs_ring *sq_anchors[MAX_SQ_ANCHORS];
-static unsigned sq_anchor_count, sq_next;
+static unsigned sq_anchor_count, sq_next, sq_groups;
 static bool sqpoll_refused, sqpoll_used;
 
 static bool probed;
@@ -409,6 +409,7 @@ static int setup_uring(struct rs_ring *r, unsigned entries)
 		}
 		if (!ret) {
 			r->sqpoll = true;
+			r->sq_group = anchor ? anchor->sq_group : ++sq_groups;
 			__atomic_store_n(&sqpoll_used, true, __ATOMIC_RELAXED);
 			if (!anchor && sq_anchor_count < MAX_SQ_ANCHORS)
 				sq_anchors[sq_anchor_count++] = r;
@@ -466,6 +467,7 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 
 	struct rs_ring *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool gated = rs_fdgate_lock(); /* until the ring fd has moved high */
 	int ret = r == MAP_FAILED ? -ENOMEM
 		  : rs_fault(RS_FAULT_setup) ? -EPERM
 					     : setup_uring(r, rs_cfg.ring_entries);
@@ -478,6 +480,7 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 		process_no_uring = true;
 	}
 	if (ret < 0) {
+		rs_fdgate_unlock(gated);
 		if (r != MAP_FAILED)
 			munmap(r, sizeof(*r));
 		__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
@@ -502,6 +505,7 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 	io_uring_register_ring_fd(&r->uring);
 	/* The ring's fd must not take a number the program expects to get. */
 	int fd = rs_internal_fd_move_high(r->uring.ring_fd, ring_fd_moved, r);
+	rs_fdgate_unlock(gated);
 	ring_fd_moved(r, r->uring.ring_fd, fd);
 	if (!__atomic_load_n(&probed, __ATOMIC_ACQUIRE))
 		probe_kernel(r);
@@ -520,17 +524,26 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 static void unlink_live(struct rs_ring *r)
 {
 	pthread_mutex_lock(&live_lock);
-	for (unsigned i = 0; i < sq_anchor_count; i++) {
-		if (sq_anchors[i] == r) {
-			sq_anchors[i] = sq_anchors[--sq_anchor_count];
-			break;
-		}
-	}
 	for (struct rs_ring **p = &live_list; *p; p = &(*p)->next_live) {
 		if (*p == r) {
 			*p = r->next_live;
 			break;
 		}
+	}
+	/* The SQ thread outlives the ring that started it while other rings
+	 * are attached (the kernel counts them): one of those becomes the
+	 * ring new ones attach through, so the process keeps one thread. */
+	for (unsigned i = 0; i < sq_anchor_count; i++) {
+		if (sq_anchors[i] != r)
+			continue;
+		struct rs_ring *heir = live_list;
+		while (heir && heir->sq_group != r->sq_group)
+			heir = heir->next_live;
+		if (heir)
+			sq_anchors[i] = heir;
+		else
+			sq_anchors[i] = sq_anchors[--sq_anchor_count];
+		break;
 	}
 	pthread_mutex_unlock(&live_lock);
 }

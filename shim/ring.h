@@ -42,6 +42,7 @@ struct rs_ring {
 	uint64_t pending_since_ns; /* first SQE prepared since the last flush */
 	bool files_registered; /* sparse direct-descriptor table (accept queue) */
 	bool sqpoll;	       /* a kernel thread submits: no enter to submit */
+	unsigned sq_group;     /* which SQ thread (rings sharing one: same) */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
 

@@ -68,8 +68,15 @@ enum rs_gauge {
 extern RS_TLS struct rs_counter_block *rs_tls_counters;
 struct rs_counter_block *rs_stats_thread_block(void);
 
+/* -DRS_NO_COUNTERS compiles the counters out; it exists only to measure
+ * what they cost (docs/benchmarks.md). Gauges stay: backpressure uses them. */
 static inline void rs_count_n(enum rs_counter c, uint64_t n)
 {
+#ifdef RS_NO_COUNTERS
+	(void)c;
+	(void)n;
+	return;
+#endif
 	struct rs_counter_block *b = rs_tls_counters;
 	if (unlikely(!b))
 		b = rs_stats_thread_block();
