@@ -8,12 +8,13 @@
 #include "entry.h"
 #include "stats.h"
 #include "real.h"
+#include "ring.h"
 
 static void before_exec(void)
 {
 	if (!rs_ready() || rs_depth)
 		return;
-	if (rs_cfg.mode == RS_MODE_BATCH)
+	if (rs_cfg.mode == RS_MODE_BATCH && (rs_tls_ring || rs_wb_pending_total()))
 		rs_batch_flush_all(true);
 	/* The new image keeps this pid: it must not find our segment. */
 	rs_stats_unpublish();
@@ -128,7 +129,7 @@ static void before_exit(void)
 {
 	if (!rs_ready() || rs_depth)
 		return;
-	if (rs_cfg.mode == RS_MODE_BATCH)
+	if (rs_cfg.mode == RS_MODE_BATCH && (rs_tls_ring || rs_wb_pending_total()))
 		rs_batch_flush_all(true);
 	rs_stats_report_exit();
 	rs_stats_unpublish();

@@ -21,10 +21,13 @@ int rs_state = RS_STATE_NEW;
 const struct rs_io *rs_mode_io = &rs_io_strict;
 
 /* Bytes queued before fork() are in the kernel before either process goes
- * on, as they would be had write() not returned early. */
+ * on, as they would be had write() not returned early. Only the forking
+ * thread's ring can hold queued sends it must submit; a thread without a
+ * ring has nothing to hand over and must not make one here (an fd and a
+ * ring slot taken by every fork, and against RINGSHIM_MAX_RINGS). */
 static void atfork_prepare(void)
 {
-	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
+	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth && rs_tls_ring)
 		rs_batch_flush_all(false);
 }
 
@@ -99,7 +102,9 @@ __attribute__((destructor)) static void rs_destructor(void)
 {
 	if (__atomic_load_n(&rs_state, __ATOMIC_ACQUIRE) != RS_STATE_READY)
 		return;
-	if (rs_cfg.mode == RS_MODE_BATCH)
+	/* Waiting for queued bytes needs a ring; a thread without one makes
+	 * one only when some fd still has bytes queued. */
+	if (rs_cfg.mode == RS_MODE_BATCH && (rs_tls_ring || rs_wb_pending_total()))
 		rs_batch_flush_all(true);
 	rs_stats_report_exit();
 	rs_stats_unpublish();

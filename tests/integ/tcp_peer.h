@@ -76,6 +76,16 @@ static inline int tp_connect(int port)
 	return s;
 }
 
+/* A connected pair through `listener` (blocking, on 127.0.0.1:port):
+ * out[0] the connecting side, out[1] the accepted one. */
+static inline void tp_pair(int listener, int port, int out[2])
+{
+	out[0] = tp_connect(port);
+	out[1] = accept(listener, NULL, NULL);
+	if (out[0] < 0 || out[1] < 0)
+		t_die("tcp pair");
+}
+
 static inline int tp_set_nonblock(int fd, int on)
 {
 	int fl = fcntl(fd, F_GETFL);
