@@ -1653,12 +1653,16 @@ static int op_write(struct ctx *x)
 		if (addr && c->kind == K_USTREAM)
 			fuzzy = c->taint[e_end] ? lvl(c) : 0; /* EISCONN whatever is queued */
 		/* Write-behind (a nonblocking stream socket) queues bytes for a
-		 * peer that is gone or shut its reading side; the failure comes
-		 * with a later write once the queue was sent (docs/semantics.md,
-		 * "Write-behind"), where the kernel fails this one. Only an own
-		 * shutdown(SHUT_WR) must fail at once. */
+		 * unix peer that shut its reading side: nothing on this end
+		 * shows it (no poll bit), so the failure comes with a later
+		 * write once the queue was sent (docs/semantics.md,
+		 * "Write-behind"), where the kernel fails this one. Everything
+		 * else must fail at once: an own shutdown(SHUT_WR), and a peer
+		 * that closed or shut its writing side too (HUP/RDHUP here,
+		 * which the shim watches for). */
 		wb_gone = wb && !fuzzy && !c->own_shut_wr[e_end] && !addr &&
-			  (c->shut_wr[e_end] || out->broken || c->ofd[1 - e_end] == -1);
+			  c->kind == K_USTREAM && c->ofd[1 - e_end] >= 0 && c->shut_wr[e_end] &&
+			  !c->shut_rd[e_end];
 		if (wb_gone || to_shut_rd)
 			fuzzy = lvl(c);
 		if (in_child && fuzzy)
