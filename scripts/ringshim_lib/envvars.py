@@ -93,7 +93,7 @@ ENV_VARS = (
     EnvVar("RINGSHIM_RING_ENTRIES", "N (8..32768)", "256",
            "Submission queue entries of each per-thread ring.", _uint(8, 32768)),
     EnvVar("RINGSHIM_MAX_RINGS", "N (1..65536)", "64",
-           "Most rings per process; further threads share rings or pass through.",
+           "Most rings per process; further threads pass their calls through to libc.",
            _uint(1, 65536)),
     EnvVar("RINGSHIM_SQPOLL", "0|1", "0",
            "1 creates rings with a kernel submission-polling thread (IORING_SETUP_SQPOLL).",
