@@ -83,7 +83,7 @@ for i in range($NKEYS): print(('%d-' % i) * (1 + i % 50))" >"$dir/want.txt"
 	check $? "[$mode] redis: the BGSAVE dump holds all $NKEYS values" "$(diff "$dir/want.txt" "$dir/got.txt" | head -4)"
 	stop_check "$srv2" "[$mode] redis load" TERM
 	if [ "$mode" != native ]; then
-				# --pipe sends many commands per read: a floor well below NKEYS.
+		# --pipe sends many commands per read: a floor well below NKEYS.
 		ring_check "[$mode] redis-server (and its BGSAVE child) through the ring" "$sstats" 200
 		local lines
 		lines=$(stat_sum "$sstats" lines)
