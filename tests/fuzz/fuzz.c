@@ -235,7 +235,8 @@ enum {
 	AV_PEEKWAITALL = 2,  /* MSG_PEEK|MSG_WAITALL: strict returns what is there */
 	AV_DGRAMRD = 4,	     /* blocking recv on a unix dgram after SHUT_RD: spins */
 	AV_EPOLLDUP = 8,     /* dup of an epoll fd: batch forgets the instance */
-	AV_SHUTWR = 16,	     /* write after own SHUT_WR (batch): no EPIPE */
+	AV_SHUTWR = 16,	     /* write after own SHUT_WR (batch): no EPIPE; fixed, kept
+				for the saved regressions that name it */
 	AV_TCPSHUTRD = 32,   /* bytes for a TCP socket after its SHUT_RD (batch: EOF) */
 	AV_DUPNONBLOCK = 64, /* O_NONBLOCK changed through a dup (batch: stale) */
 };
