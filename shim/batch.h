@@ -93,6 +93,9 @@ struct rs_fdb {
 	struct rs_bq rq;
 	struct rs_ring *rx_ring;
 	bool rx_armed, rx_cancel_sent, rx_paused, rx_eof;
+	/* A receive was armed once: the stash (bytes, EOF, error) comes
+	 * before the socket for every later read, FDB_RX or not. */
+	bool rx_used;
 	struct rs_op rx_op;
 
 	/* accept */

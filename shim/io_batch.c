@@ -386,11 +386,18 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 	}
 }
 
+/* Whether a read must look at b's stash first. Not only while receiving
+ * ahead is allowed (FDB_RX): once it is turned off (SO_RCVLOWAT, an epoll
+ * handed to the kernel, fork) the bytes, EOF or error the receive already
+ * took from the socket are in the stash alone, and a read that went to the
+ * kernel would skip them. stash_read checks again under b->lock. */
 static bool stash_applies(struct rs_fdb *b, int flags)
 {
-	return b && !(flags & (MSG_OOB | MSG_ERRQUEUE)) && (b->flags & FDB_RX);
+	if (!b || (flags & (MSG_OOB | MSG_ERRQUEUE)))
+		return false;
+	return (__atomic_load_n(&b->flags, __ATOMIC_ACQUIRE) & FDB_RX) ||
+	       __atomic_load_n(&b->rx_used, __ATOMIC_ACQUIRE);
 }
-
 static ssize_t b_read(struct rs_call *c, void *buf, size_t len)
 {
 	struct rs_fdb *b = RS_FD_KIND(c->st) == RS_KIND_TCP ? rs_fdb_get(c->fd) : NULL;

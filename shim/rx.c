@@ -153,6 +153,7 @@ void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&b->rx_op;
 	b->rx_op.complete = rx_done;
 	b->rx_armed = true;
+	__atomic_store_n(&b->rx_used, true, __ATOMIC_RELEASE);
 	b->rx_cancel_sent = false;
 	b->rx_ring = r;
 	rs_fdb_ref(b);
