@@ -360,8 +360,13 @@ RS_EXPORT RS_NO_SANITIZE int setrlimit(__rlimit_resource_t res, const struct rli
 		__atomic_load_n(&rs_real.setrlimit, __ATOMIC_ACQUIRE);
 	if (!real)
 		real = rs_real_early_setrlimit();
+	bool nofile = res == RLIMIT_NOFILE;
+	if (nofile)
+		rs_internal_fds_rlimit_lock();
 	int r = real(res, rl);
-	if (r == 0 && res == RLIMIT_NOFILE && ready_no_init())
+	if (nofile)
+		rs_internal_fds_rlimit_unlock();
+	if (r == 0 && nofile && ready_no_init())
 		rs_internal_fds_rlimit_changed();
 	return r;
 }
@@ -378,9 +383,13 @@ RS_EXPORT RS_NO_SANITIZE int prlimit(pid_t pid, __rlimit_resource_t res, const s
 		__atomic_load_n(&rs_real.prlimit, __ATOMIC_ACQUIRE);
 	if (!real)
 		real = rs_real_early_prlimit();
+	bool nofile = nrl && res == RLIMIT_NOFILE && (pid == 0 || pid == getpid());
+	if (nofile)
+		rs_internal_fds_rlimit_lock();
 	int r = real(pid, res, nrl, orl);
-	if (r == 0 && nrl && res == RLIMIT_NOFILE && (pid == 0 || pid == getpid()) &&
-	    ready_no_init())
+	if (nofile)
+		rs_internal_fds_rlimit_unlock();
+	if (r == 0 && nofile && ready_no_init())
 		rs_internal_fds_rlimit_changed();
 	return r;
 }

@@ -1,6 +1,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/syscall.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <time.h>
 #include <sys/resource.h>
@@ -71,9 +73,55 @@ static long soft_limit(struct rlimit *rl)
  *  - otherwise at the highest free numbers below it, which the kernel's
  *    lowest-free allocation reaches last (and F_DUPFD/dup2 aimed there move
  *    them out of the way first). */
+/* Serialises the raise-dup-restore below: two threads doing it at once
+ * could each restore the other's raised limit and leave it raised. */
+static pthread_mutex_t rlimit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether a new fd of ours would leave the program fewer free numbers than
+ * it has now: true when nothing can go above the soft RLIMIT_NOFILE (the
+ * hard limit is as low) and fewer than RS_FD_HEADROOM numbers are free
+ * below it. Counting /proc/self/fd is slow, but only runs in that case. */
+#define RS_FD_HEADROOM 64
+bool rs_internal_fds_tight(void)
+{
+	struct rlimit rl;
+	long soft = soft_limit(&rl);
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur + 64)
+		return false;
+	int dir = RS_REAL(open64)("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dir < 0)
+		return true; /* no fd to spare even for this */
+	long open_fds = -1; /* the directory's own fd */
+	char buf[4096];
+	for (;;) {
+		long n = syscall(SYS_getdents64, dir, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (long off = 0; off < n;) {
+			struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d = (void *)(buf + off);
+			if (d->name[0] != '.')
+				open_fds++;
+			off += d->reclen;
+		}
+	}
+	RS_REAL(close)(dir);
+	return soft - open_fds < RS_FD_HEADROOM;
+}
+
+void rs_internal_fds_rlimit_lock(void)
+{
+	pthread_mutex_lock(&rlimit_lock);
+}
+
+void rs_internal_fds_rlimit_unlock(void)
+{
+	pthread_mutex_unlock(&rlimit_lock);
+}
+
 static int dup_high(int fd)
 {
 	struct rlimit rl;
+	pthread_mutex_lock(&rlimit_lock);
 	long soft = soft_limit(&rl);
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max > rl.rlim_cur + 64) {
 		struct rlimit raised = rl;
@@ -81,10 +129,13 @@ static int dup_high(int fd)
 		if (RS_REAL(setrlimit)(RLIMIT_NOFILE, &raised) == 0) {
 			int nfd = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, (int)soft);
 			RS_REAL(setrlimit)(RLIMIT_NOFILE, &rl);
-			if (nfd >= 0)
+			if (nfd >= 0) {
+				pthread_mutex_unlock(&rlimit_lock);
 				return nfd;
+			}
 		}
 	}
+	pthread_mutex_unlock(&rlimit_lock);
 	int nfd = dup_into_range(fd, soft > 65536 ? soft - 65536 : 0, soft - 1);
 	return nfd < 0 ? -EMFILE : nfd;
 }
@@ -286,8 +337,9 @@ void rs_fdgate_unlock(bool held)
 
 void rs_internal_fds_after_fork_child(void)
 {
-	/* Another thread may have held the gate: it does not exist here. */
+	/* Another thread may have held these: it does not exist here. */
 	pthread_rwlock_init(&gate, NULL);
+	pthread_mutex_init(&rlimit_lock, NULL);
 	/* The lock may have been held by a thread that does not exist here. */
 	pthread_mutex_init(&lock, NULL);
 }

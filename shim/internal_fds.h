@@ -40,6 +40,14 @@ bool rs_internal_fd_is(int fd);
 void rs_internal_fd_evict(int fd);
 void rs_internal_fds_after_fork_child(void);
 void rs_internal_fds_rlimit_changed(void);
+/* Held around the program's own RLIMIT_NOFILE changes: the shim briefly
+ * raises the limit to place an fd above it and must not restore an old
+ * value over the program's new one. */
+/* Whether the program's fd numbers are nearly used up with nowhere above
+ * the limit to put ours: then the shim creates no more fds of its own. */
+bool rs_internal_fds_tight(void);
+void rs_internal_fds_rlimit_lock(void);
+void rs_internal_fds_rlimit_unlock(void);
 /* Before the program's F_DUPFD(from): make room at and above `from`. */
 void rs_internal_fds_clear_from(int from);
 /* Lowest number >= `from` that is one of ours, or -1. */

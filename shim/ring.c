@@ -40,7 +40,8 @@ static bool op_supported[256];
 bool rs_ring_accept_dontwait;
 
 /* Keys for rs_log_once, clear of the counter indexes the entry layer uses. */
-enum { LOG_ONCE_NO_URING = 50, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_KERNEL, LOG_ONCE_SQPOLL };
+enum { LOG_ONCE_NO_URING = 50, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_KERNEL, LOG_ONCE_SQPOLL,
+       LOG_ONCE_FDS_TIGHT };
 
 bool rs_ring_op_supported(int opcode)
 {
@@ -433,7 +434,7 @@ static const char *why_no_uring(int err)
 	case -EPERM:
 		return "io_uring_setup was refused (kernel.io_uring_disabled or seccomp)";
 	case -ENOMEM:
-		return "no memory for the ring (RLIMIT_MEMLOCK on kernels before 5.12?)";
+		return "no memory for the ring (RLIMIT_MEMLOCK too small, or out of memory)";
 	case -EMFILE:
 	case -ENFILE:
 		return "no free file descriptor for the ring";
@@ -465,6 +466,16 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 		return NULL;
 	}
 
+	if (rs_internal_fds_tight()) {
+		/* A ring fd would take a number the program is about to need
+		 * (its soft and hard RLIMIT_NOFILE are equal: nowhere to hide
+		 * above them). */
+		__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
+		rs_log_once(LOG_ONCE_FDS_TIGHT, RS_LOG_INFO,
+			    "RLIMIT_NOFILE nearly used up (soft = hard): this thread passes through to libc");
+		*why = tls_unavailable = RS_RING_CAP;
+		return NULL;
+	}
 	struct rs_ring *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	bool gated = rs_fdgate_lock(); /* until the ring fd has moved high */
