@@ -1,7 +1,9 @@
 /* Fault injection for tests (RINGSHIM_FAULT, off unless set): make the
  * rare paths happen on demand, so tests can show the program still gets
  * what the kernel would give it. Spec: comma list of NAME or NAME:N (fire
- * every Nth time; default 1 = always), e.g. "sqfull:3,shortsend". */
+ * every Nth time; default 1 = always; eintr never twice in a row on one
+ * thread), e.g. "sqfull:3,shortsend". RINGSHIM_FAULT_REPORT=FILE appends,
+ * at exit, a JSON line per process: each fault's checks and firings. */
 #ifndef RS_FAULT_H
 #define RS_FAULT_H
 

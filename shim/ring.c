@@ -60,18 +60,34 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Publish the SQEs prepared since the last flush; returns how many the
- * kernel has not consumed yet. */
-static unsigned flush_sq(struct rs_ring *r)
+/* Publish the SQEs prepared since the last flush, up to (not including)
+ * SQE number upto; returns how many published SQEs the kernel has not
+ * consumed yet. */
+static unsigned flush_sq_upto(struct rs_ring *r, unsigned upto)
 {
 	struct io_uring_sq *sq = &r->uring.sq;
-	unsigned tail = sq->sqe_tail;
-	if (sq->sqe_head != tail) {
-		sq->sqe_head = tail;
-		io_uring_smp_store_release(sq->ktail, tail);
+	if (sq->sqe_head != upto) {
+		sq->sqe_head = upto;
+		io_uring_smp_store_release(sq->ktail, upto);
 		r->submit_epoch++;
 	}
-	return tail - io_uring_smp_load_acquire(sq->khead);
+	return upto - io_uring_smp_load_acquire(sq->khead);
+}
+
+static unsigned flush_sq(struct rs_ring *r)
+{
+	return flush_sq_upto(r, r->uring.sq.sqe_tail);
+}
+
+/* Where a link chain still open at the SQ's tail starts (its last SQE
+ * asks to be linked to one not prepared yet), or the tail if none is. */
+static unsigned open_chain_start(const struct io_uring_sq *sq)
+{
+	unsigned start = sq->sqe_tail;
+	while (start != sq->sqe_head &&
+	       (sq->sqes[(start - 1) & sq->ring_mask].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)))
+		start--;
+	return start;
 }
 
 bool rs_ring_sqpoll_active(void)
@@ -187,8 +203,16 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 	if (likely(sqe))
 		return sqe;
 	rs_count(RS_C_sq_full_flushes);
+	/* Make room by submitting, and only that: callers hold fd locks and
+	 * may be halfway through a link chain, so this must neither run
+	 * completion handlers (they take fd locks: a handler for the
+	 * caller's own fd would deadlock) nor submit a chain that is still
+	 * open (its ops would run unlinked: an FD_INSTALL queued to io-wq
+	 * while the close meant to follow it runs first). The kernel takes
+	 * the SQEs without the CQ being reaped; completions wait there, or
+	 * in its overflow list, for the next reap. */
 	for (int tries = 0; tries < 64 && !sqe; tries++) {
-		unsigned n = flush_sq(r);
+		unsigned n = flush_sq_upto(r, open_chain_start(&r->uring.sq));
 		if (r->sqpoll) {
 			/* Wait for the SQ thread to make room. */
 			unsigned fl = IORING_ENTER_SQ_WAIT | IORING_ENTER_SQ_WAKEUP;
