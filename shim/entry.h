@@ -69,6 +69,7 @@ static inline void rs_note_passthrough(enum rs_counter why, int fd)
 static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enum rs_opk opk)
 {
 	c->fd = fd;
+	c->held_fd = -1;
 	c->ring = NULL;
 	c->io = &rs_io_passthrough;
 	c->served = RS_C_served_ring;
@@ -104,6 +105,8 @@ static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enu
  * success errno is what it was before the call. */
 static inline ssize_t rs_end(struct rs_call *c, ssize_t res)
 {
+	if (unlikely(c->held_fd >= 0))
+		rs_call_drop_held(c);
 	if (c->ring) {
 		rs_depth--;
 		if (c->served >= RS_C_PT_FIRST && c->served < RS_C_served_ring)

@@ -13,6 +13,7 @@
 #include "batch.h"
 #include "entry.h"
 #include "internal_fds.h"
+#include "io_strict.h"
 #include "real.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -127,6 +128,7 @@ RS_EXPORT int close(int fd)
 		errno = EBADF;
 		return -1;
 	}
+	rs_strict_fds_closing(fd, fd);
 	struct rs_fd *e = rs_fd_peek(fd);
 	uint32_t st = e ? __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) : 0;
 	struct rs_call c;
@@ -162,6 +164,8 @@ RS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			rs_fd_cloexec_range(first, last);
 		return r;
 	}
+	rs_strict_fds_closing((int)(first > INT_MAX ? INT_MAX : first),
+			      (int)(last > INT_MAX ? INT_MAX : last));
 	if (rs_cfg.mode == RS_MODE_BATCH)
 		rs_fd_for_each_batched(first, last, rs_batch_number_closing);
 	/* Close around our own fds. */
@@ -211,6 +215,7 @@ static void before_dup_onto(int oldfd, int newfd)
 {
 	if (oldfd == newfd)
 		return;
+	rs_strict_fds_closing(newfd, newfd);
 	rs_internal_fd_evict(newfd);
 	if (rs_cfg.mode == RS_MODE_BATCH)
 		rs_batch_number_closing(newfd);

@@ -10,6 +10,7 @@
 #include "fdtable.h"
 #include "init.h"
 #include "internal_fds.h"
+#include "io_strict.h"
 #include "log.h"
 #include "real.h"
 #include "ring.h"
@@ -40,6 +41,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	rs_internal_fds_after_fork_child();
+	rs_strict_after_fork_child();
 	rs_signals_after_fork_child();
 	rs_ring_after_fork_child();
 	rs_stats_after_fork_child();

@@ -140,6 +140,15 @@ static int dup_high(int fd)
 	return nfd < 0 ? -EMFILE : nfd;
 }
 
+int rs_internal_fd_hide(int fd)
+{
+	int h = dup_high(fd);
+	if (h < 0)
+		return -1;
+	rs_internal_fd_add(h, NULL, NULL);
+	return h;
+}
+
 void rs_internal_fd_add(int fd, rs_fd_moved_fn moved, void *owner)
 {
 	pthread_mutex_lock(&lock);

@@ -25,7 +25,14 @@ struct rs_call {
 	enum rs_counter served;
 	int saved_errno;
 	struct rs_sig_mark mark;
+	/* A hidden copy of fd taken when another thread closed fd while this
+	 * call waited on it (-1: none): the call goes on with the file, as a
+	 * blocked system call would. Closed by rs_end(). */
+	int held_fd;
 };
+
+/* Close the call's held copy of its fd (io_strict.c). */
+void rs_call_drop_held(struct rs_call *c);
 
 struct rs_io {
 	ssize_t (*read)(struct rs_call *, void *, size_t);

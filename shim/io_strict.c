@@ -19,6 +19,7 @@
 
 #include "io.h"
 #include "io_strict.h"
+#include "internal_fds.h"
 #include "log.h"
 #include "real.h"
 #include "signals.h"
@@ -153,6 +154,70 @@ static int run_op(struct rs_call *c, rs_prep_fn prep, void *args, bool nonblock,
 
 /* Sleep until fd is ready for `events`. 0 when ready (try again), -EINTR,
  * RS_RESTART, RS_TIMED_OUT. */
+/* Calls waiting for readiness, so that close() from another thread can
+ * keep their file alive: a thread blocked in read() natively holds the file
+ * and still returns the data (or EOF) that arrives after the close; a
+ * retry by fd number would get EBADF or, worse, another file. */
+struct waiter {
+	int fd;
+	int held; /* hidden copy made by the closer, or -1 */
+	struct waiter *next;
+};
+static pthread_mutex_t waiters_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct waiter *waiters;
+static int nwaiters;
+
+static void waiter_add(struct waiter *w)
+{
+	pthread_mutex_lock(&waiters_lock);
+	w->next = waiters;
+	waiters = w;
+	__atomic_add_fetch(&nwaiters, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&waiters_lock);
+}
+
+static void waiter_remove(struct waiter *w)
+{
+	pthread_mutex_lock(&waiters_lock);
+	for (struct waiter **p = &waiters; *p; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	}
+	__atomic_sub_fetch(&nwaiters, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&waiters_lock);
+}
+
+void rs_strict_fds_closing(int lo, int hi)
+{
+	if (!__atomic_load_n(&nwaiters, __ATOMIC_ACQUIRE))
+		return;
+	int saved = errno;
+	pthread_mutex_lock(&waiters_lock);
+	for (struct waiter *w = waiters; w; w = w->next)
+		if (w->fd >= lo && w->fd <= hi && w->held < 0)
+			w->held = rs_internal_fd_hide(w->fd);
+	pthread_mutex_unlock(&waiters_lock);
+	errno = saved;
+}
+
+void rs_strict_after_fork_child(void)
+{
+	pthread_mutex_init(&waiters_lock, NULL);
+	waiters = NULL;
+	nwaiters = 0;
+}
+
+void rs_call_drop_held(struct rs_call *c)
+{
+	int saved = errno;
+	rs_internal_fd_remove(c->held_fd);
+	RS_REAL(close)(c->held_fd);
+	c->held_fd = -1;
+	errno = saved;
+}
+
 static int wait_ready(struct rs_call *c, short events, struct rs_call_wait *cw)
 {
 	struct rs_wait w = { 0 };
@@ -170,7 +235,17 @@ static int wait_ready(struct rs_call *c, short events, struct rs_call_wait *cw)
 		return -EBUSY;
 	io_uring_prep_poll_add(sqe, c->fd, (unsigned)events);
 	sqe->user_data = (uint64_t)(uintptr_t)&op;
+	struct waiter me = { c->fd, -1, NULL };
+	waiter_add(&me);
 	int r = rs_ring_run(c->ring, &op, &w);
+	waiter_remove(&me);
+	if (me.held >= 0) {
+		/* Closed by another thread while we waited: the poll kept
+		 * the file, and so must the rest of the call. */
+		if (c->held_fd >= 0)
+			rs_call_drop_held(c);
+		c->held_fd = c->fd = me.held;
+	}
 	cw->revents = r > 0 ? (short)r : 0;
 	if (r >= 0 && rs_sig.delivered != cw->mark.delivered) {
 		/* Ready, but a handler ran too: the kernel would have ended

@@ -41,6 +41,10 @@ int rs_strict_exec(struct rs_call *c, rs_prep_fn prep, void *args, const struct 
 /* Wait until fd is ready for `events`, as a blocking call on it would (its
  * socket timeout, EINTR/SA_RESTART): 0, -EINTR, RS_RESTART, RS_TIMED_OUT. */
 int rs_strict_wait_ready(struct rs_call *c, short events, bool send_side, struct rs_call_wait *cw);
+/* fds lo..hi are being closed: calls waiting on them in other threads keep
+ * a hidden copy and carry on with the file. */
+void rs_strict_fds_closing(int lo, int hi);
+void rs_strict_after_fork_child(void);
 uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side);
 /* Normalise a timeval given to setsockopt the way the kernel stores it. */
 uint64_t rs_strict_timeo_from_user(int fd, int opt, const struct timeval *tv);
