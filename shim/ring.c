@@ -467,6 +467,52 @@ static const char *why_no_uring(int err)
 	}
 }
 
+/* Rings of exited threads, kept for the next threads: setting a ring up
+ * (io_uring_setup, mmap, moving its fd high, registering it) costs far more
+ * than the thread itself. Only plain rings go here: one with an SQ thread
+ * or batch state (buffer rings, armed receives, direct descriptors) is
+ * bound up with its own history. A pooled ring keeps its fd and still
+ * counts towards RINGSHIM_MAX_RINGS. Under live_lock. */
+#define RING_POOL_MAX 16
+static struct rs_ring *ring_pool[RING_POOL_MAX];
+static unsigned ring_pool_n;
+
+static bool ring_pool_put(struct rs_ring *r)
+{
+	if (r->sqpoll || r->batch || r->files_registered)
+		return false;
+	bool kept = false;
+	pthread_mutex_lock(&live_lock);
+	if (ring_pool_n < RING_POOL_MAX) {
+		/* The ring fd registration belonged to the exiting task. */
+		r->uring.int_flags &= ~1u; /* liburing's INT_FLAG_REG_RING */
+		r->uring.enter_ring_fd = r->uring.ring_fd;
+		r->owner_tid = 0;
+		ring_pool[ring_pool_n++] = r;
+		kept = true;
+	}
+	pthread_mutex_unlock(&live_lock);
+	return kept;
+}
+
+static struct rs_ring *ring_pool_get(void)
+{
+	if (!__atomic_load_n(&ring_pool_n, __ATOMIC_RELAXED))
+		return NULL;
+	struct rs_ring *r = NULL;
+	pthread_mutex_lock(&live_lock);
+	if (ring_pool_n)
+		r = ring_pool[--ring_pool_n];
+	pthread_mutex_unlock(&live_lock);
+	if (r) {
+		r->owner_tid = (pid_t)syscall(SYS_gettid);
+		io_uring_register_ring_fd(&r->uring);
+		rs_tls_ring = r;
+		rs_thread_note_state();
+	}
+	return r;
+}
+
 struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 {
 	if (process_no_uring) {
@@ -481,6 +527,9 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 		*why = RS_RING_THREAD_FAIL;
 		return NULL;
 	}
+	struct rs_ring *pooled = ring_pool_get();
+	if (pooled)
+		return pooled;
 	if (__atomic_add_fetch(&live_rings, 1, __ATOMIC_ACQ_REL) > rs_cfg.max_rings) {
 		__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
 		rs_log_once(LOG_ONCE_CAP, RS_LOG_INFO,
@@ -616,6 +665,8 @@ void rs_ring_thread_exit(void)
 	rs_ring_submit(r);
 	rs_ring_reap(r);
 	rs_ring_unlock(r);
+	if (ring_pool_put(r))
+		return;
 	unlink_live(r);
 	destroy_ring(r);
 	__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
@@ -635,6 +686,7 @@ void rs_ring_after_fork_child(void)
 		r = next;
 	}
 	live_rings = 0;
+	ring_pool_n = 0;
 	sq_anchor_count = 0;
 	rs_tls_ring = NULL;
 	tls_unavailable = RS_RING_OK;
