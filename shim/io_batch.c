@@ -310,6 +310,103 @@ static int wait_news(struct rs_call *c, struct rs_ring *rr, uint64_t deadline,
 	return 0;
 }
 
+/* iov minus its first `skip` bytes, into out (at most 64 entries). */
+static int iov_rest(const struct iovec *iov, int cnt, size_t skip, struct iovec *out)
+{
+	int n = 0;
+	for (int i = 0; i < cnt && n < 64; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		out[n].iov_base = (char *)iov[i].iov_base + skip;
+		out[n].iov_len = iov[i].iov_len - skip;
+		skip = 0;
+		n++;
+	}
+	return n;
+}
+
+/* A read took n bytes from the stash of b (b->lock held) and has room
+ * for more. While no receive is armed, the stash is not being refilled:
+ * bytes after it are in the socket itself (receive-ahead turned off, or
+ * paused), and the kernel would have handed them to this same call. Take
+ * them now, without waiting, in the same call and under b->lock so that
+ * no receive can be armed in between. An error the socket reports here
+ * comes after the bytes already copied: it stays pending in the state for
+ * the next call, as the kernel leaves it pending when it has copied some. */
+static long stash_top_up(struct rs_call *c, struct rs_fdb *b, const struct iovec *iov, int cnt,
+			 int flags, long n)
+{
+	if (n <= 0 || b->rx_armed || b->rx_eof || b->sk_err || (b->flags & FDB_RESET))
+		return n;
+	if (!(flags & MSG_PEEK) && b->rq.bytes)
+		return n; /* the read was filled from the stash */
+	if ((flags & MSG_PEEK) && (size_t)n < b->rq.bytes)
+		return n;
+	struct iovec rest[64];
+	int rc = iov_rest(iov, cnt, (size_t)n, rest);
+	if (!rc)
+		return n;
+	struct msghdr m;
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = rest;
+	m.msg_iovlen = (size_t)rc;
+	ssize_t k = RS_REAL(recvmsg)(c->fd, &m, (flags & (MSG_PEEK | MSG_TRUNC)) | MSG_DONTWAIT);
+	if (k > 0)
+		return n + k;
+	if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		rs_fdb_set_error(b, errno);
+		rs_fdb_update_ready(b, true);
+	}
+	return n;
+}
+
+/* MSG_WAITALL on a blocking socket took `got` bytes from a stash that is
+ * now empty and not refilled: the rest comes from the socket, the way the
+ * kernel's call would have gone on waiting for it. */
+static long waitall_rest(struct rs_call *c, struct rs_fdb *b, const struct iovec *iov, int cnt,
+			 int flags, size_t got)
+{
+	struct msghdr m;
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = (struct iovec *)iov;
+	m.msg_iovlen = (size_t)cnt;
+	int saved_errno = errno;
+	ssize_t k = rs_io_strict.recvmsg(c, &m, flags);
+	errno = saved_errno;
+	if (k > 0)
+		return (long)(got + (size_t)k);
+	if (k < 0 && k != -EAGAIN && k != -EINTR) {
+		pthread_mutex_lock(&b->lock);
+		rs_fdb_set_error(b, (int)-k);
+		rs_fdb_update_ready(b, true);
+		pthread_mutex_unlock(&b->lock);
+	}
+	return (long)got;
+}
+
+/* MSG_PEEK|MSG_WAITALL on a blocking socket peeked all `stashed` bytes of
+ * a stash that is not refilled, and the socket's bytes after them (n in
+ * all) fall short: the kernel's peek would wait until the buffer is full.
+ * Peek the socket again from its start, right after the stashed bytes,
+ * waiting as the kernel's call does. */
+static long peek_waitall_rest(struct rs_call *c, const struct iovec *iov, int cnt, int flags,
+			      long stashed, long n)
+{
+	struct iovec rest[64];
+	struct msghdr m;
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = rest;
+	m.msg_iovlen = (size_t)iov_rest(iov, cnt, (size_t)stashed, rest);
+	/* The strict backend leaves a blocking peek until full to libc (it
+	 * cannot be rebuilt from nonblocking tries): so does this. */
+	int saved_errno = errno;
+	ssize_t k = RS_REAL(recvmsg)(c->fd, &m, flags);
+	errno = saved_errno;
+	return k > 0 && stashed + k > n ? stashed + k : n;
+}
+
 /* Serve a read from b's stash. Returns bytes, -errno, or RS_RX_EMPTY when
  * the stash is not in use (the strict path reads the socket). */
 static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, int cnt,
@@ -327,9 +424,15 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 		pthread_mutex_lock(&b->lock);
 		if (!rs_rx_active(b)) {
 			pthread_mutex_unlock(&b->lock);
+			if (got && (flags & MSG_WAITALL) && !(flags & MSG_PEEK) && !nb)
+				return waitall_rest(c, b, iov, cnt, flags, got);
 			return got ? (long)got : RS_RX_EMPTY;
 		}
-		long n = rs_rx_read(b, iov, cnt, flags);
+		int saved_errno = errno;
+		long n0 = rs_rx_read(b, iov, cnt, flags);
+		long n = stash_top_up(c, b, iov, cnt, flags, n0);
+		errno = saved_errno;
+		bool final = !b->rx_armed && !b->rx_eof && !b->sk_err && !(b->flags & FDB_RESET);
 		struct rs_ring *rr = b->rx_ring;
 		bool resume = b->rx_paused && n > 0;
 		pthread_mutex_unlock(&b->lock);
@@ -340,6 +443,9 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 			pthread_mutex_unlock(&b->lock);
 			rs_ring_unlock(rr);
 		}
+	if (n > 0 && (flags & (MSG_PEEK | MSG_WAITALL)) == (MSG_PEEK | MSG_WAITALL) && !nb &&
+		    final && (size_t)n < want)
+			return peek_waitall_rest(c, iov, cnt, flags, n0, n);
 		if (n != RS_RX_EMPTY) {
 			if (n < 0)
 				return got ? (long)got : n;

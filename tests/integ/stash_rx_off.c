@@ -6,6 +6,7 @@
  * read that skipped the stash would report EAGAIN or EOF instead of them
  * (fuzz seed 18: recv returned 0 where 6 bytes were due). */
 #include <sys/epoll.h>
+#include <sys/wait.h>
 
 #include "tcp_peer.h"
 
@@ -51,8 +52,8 @@ int main(void)
 	pair(l, port, &a, &c);
 	T("send 6", send(c, "abcdef", 6, 0));
 	int ep = watch_and_wait(a);
-	int one = 1;
-	T("SO_RCVLOWAT 1", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)));
+	int two = 2;
+	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
 	read_all("recv", a);
 	close(ep);
 	close(a);
@@ -64,10 +65,55 @@ int main(void)
 	T("close peer", close(c));
 	ep = watch_and_wait(a);
 	t_sleep_ms(50);
-	T("SO_RCVLOWAT 1", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)));
+	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
 	read_all("recv", a);
 	close(ep);
 	close(a);
+
+	t_note("== SO_RCVLOWAT, then more bytes: reads see the stash and the socket");
+	pair(l, port, &a, &c);
+	T("send 3", send(c, "pqr", 3, 0));
+	ep = watch_and_wait(a);
+	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
+	T("send 4 more", send(c, "stuv", 4, 0));
+	t_sleep_ms(50);
+	char buf[64];
+	long n = TE("recv MSG_PEEK", recv(a, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT));
+	if (n > 0)
+		t_bytes("  got", buf, n);
+	n = TE("recv MSG_PEEK again", recv(a, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT));
+	if (n > 0)
+		t_bytes("  got", buf, n);
+	read_all("recv", a);
+	T("send 2", send(c, "wx", 2, 0));
+	t_sleep_ms(50);
+	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
+	close(ep);
+	close(a);
+	close(c);
+
+	t_note("== MSG_WAITALL and MSG_PEEK|MSG_WAITALL across the stash and the socket");
+	pair(l, port, &a, &c);
+	T("send 3", send(c, "ABC", 3, 0));
+	ep = watch_and_wait(a);
+	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
+	pid_t kid = fork();
+	if (kid == 0) {
+		usleep(100 * 1000);
+		send(c, "DEFGHIJ", 7, 0);
+		_exit(0);
+	}
+	n = TE("recv 6 MSG_PEEK|MSG_WAITALL", recv(a, buf, 6, MSG_PEEK | MSG_WAITALL));
+	if (n > 0)
+		t_bytes("  got", buf, n);
+	n = TE("recv 8 MSG_WAITALL", recv(a, buf, 8, MSG_WAITALL));
+	if (n > 0)
+		t_bytes("  got", buf, n);
+	read_all("recv", a);
+	waitpid(kid, NULL, 0);
+	close(ep);
+	close(a);
+	close(c);
 
 	t_note("== epoll added to another epoll after bytes arrived");
 	pair(l, port, &a, &c);
