@@ -115,6 +115,13 @@ void rs_fdb_ref(struct rs_fdb *b);
 void rs_fdb_unref(struct rs_fdb *b);
 /* Recompute b->ready and notify epoll items of an edge; b->lock held. */
 void rs_fdb_update_ready(struct rs_fdb *b, bool edge);
+/* The same with the wake-up's key, as the socket's wait queue is woken:
+ * RS_EV_IN for bytes or a connection arriving, RS_EV_OUT for room to
+ * write, RS_WAKE_ALL for a state change (FIN, reset, error, shutdown) —
+ * an edge-triggered item only sees wake-ups whose key it asked for
+ * (ep_poll_callback). 0: no wake-up, only bits that appear count. */
+#define RS_WAKE_ALL 0xffffffffu
+void rs_fdb_update_ready_key(struct rs_fdb *b, uint32_t key);
 /* A dup of a number with batch state (or of an emulated epoll fd). */
 void rs_batch_duped(int oldfd, int newfd);
 /* The program's number `fd` is about to be closed (close, dup2 onto it,

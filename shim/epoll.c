@@ -35,8 +35,24 @@ struct rs_epitem {
 	struct rs_epitem *rnext, *rprev;
 };
 
+/* A thread asleep in epoll_wait on an instance (on its stack, linked while
+ * it waits). epoll_ctl from another thread must wake it when the change
+ * makes something ready, as the kernel's ep_insert/ep_modify do: that
+ * thread's ring gets a message (IORING_OP_MSG_RING). */
+struct rs_sleeper {
+	struct rs_ring *r;
+	unsigned id;	     /* the message's res: which sleeper */
+	struct rs_op *kwait; /* kernel_wait's EPOLL_WAIT op, to cancel */
+	bool kicked;
+	struct rs_sleeper *next;
+};
+
 struct rs_epoll {
 	pthread_mutex_t lock;
+	struct rs_sleeper *sleepers;
+	unsigned next_sleeper_id;
+	bool adopt_pending; /* items added unarmed while it slept elsewhere */
+	struct rs_op kick_op, kick_src_op;
 	struct rs_epoll *all_next, *all_prev;
 	int epfd;
 	unsigned refs;		/* numbers that refer to it + kernel poll in flight */
@@ -93,6 +109,9 @@ static void hidden_epfd_moved(void *owner, int oldfd, int newfd)
 		ep->epfd = newfd;
 }
 
+static void kick_done(struct rs_op *op, int res, uint32_t cflags);
+static void kick_src_done(struct rs_op *op, int res, uint32_t cflags);
+
 void rs_epoll_created(int epfd)
 {
 	struct rs_fd *e = rs_fd_peek(epfd);
@@ -104,6 +123,8 @@ void rs_epoll_created(int epfd)
 	pthread_mutex_init(&ep->lock, NULL);
 	ep->epfd = epfd;
 	ep->refs = 1;
+	ep->kick_op.complete = kick_done;
+	ep->kick_src_op.complete = kick_src_done;
 	pthread_mutex_lock(&all_lock);
 	ep->all_next = all_eps;
 	if (all_eps)
@@ -160,15 +181,121 @@ static uint32_t item_mask(const struct rs_epitem *it, uint32_t ready)
 	return ready & (it->events | EPOLLERR | EPOLLHUP);
 }
 
-void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready)
+void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready, uint32_t key)
 {
+	/* ep_poll_callback: a wake-up whose key names none of the item's
+	 * events (EPOLLERR and EPOLLHUP always count) does not queue it — an
+	 * EPOLLOUT|EPOLLET item gets no edge from bytes arriving. ERR, HUP
+	 * and RDHUP come from state changes, which wake with no key. */
+	if (key & (RS_EV_ERR | RS_EV_HUP | RS_EV_RDHUP))
+		key = RS_WAKE_ALL;
 	for (struct rs_epitem *it = b->items; it; it = it->next_in_fdb) {
 		struct rs_epoll *ep = it->ep;
 		pthread_mutex_lock(&ep->lock);
-		if (!it->disabled && item_mask(it, ready))
+		if (!it->disabled && (key & (it->events | EPOLLERR | EPOLLHUP)) &&
+		    item_mask(it, ready))
 			ready_add(ep, it);
 		pthread_mutex_unlock(&ep->lock);
 	}
+}
+
+/* ---- sleepers ------------------------------------------------------------- */
+
+/* ep->lock held. */
+static void sleeper_add(struct rs_epoll *ep, struct rs_sleeper *s, struct rs_ring *r)
+{
+	s->r = r;
+	s->id = ++ep->next_sleeper_id;
+	s->kwait = NULL;
+	s->kicked = false;
+	s->next = ep->sleepers;
+	ep->sleepers = s;
+}
+
+static void sleeper_del(struct rs_epoll *ep, struct rs_sleeper *s)
+{
+	pthread_mutex_lock(&ep->lock);
+	for (struct rs_sleeper **p = &ep->sleepers; *p; p = &(*p)->next) {
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ep->lock);
+}
+
+/* The message arrived on a sleeper's ring (its lock is held by whoever
+ * reaps). Its CQE alone ends a wait for any completion; a kernel_wait
+ * sleeper waits for its EPOLL_WAIT op instead, which is cancelled so that
+ * it comes back and looks at the shim's items too. */
+static void kick_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	(void)cflags;
+	struct rs_epoll *ep = container_of(op, struct rs_epoll, kick_op);
+	pthread_mutex_lock(&ep->lock);
+	for (struct rs_sleeper *s = ep->sleepers; s; s = s->next) {
+		if (s->id != (unsigned)res)
+			continue;
+		if (s->kwait && !s->kicked) {
+			struct io_uring_sqe *sqe = rs_ring_sqe(s->r);
+			if (sqe) {
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)s->kwait, 0);
+				sqe->user_data = 0;
+			}
+		}
+		s->kicked = true;
+		break;
+	}
+	pthread_mutex_unlock(&ep->lock);
+	ep_unref(ep);
+}
+
+/* The sender's side: a message that could not be sent never arrives. */
+static void kick_src_done(struct rs_op *op, int res, uint32_t cflags)
+{
+	(void)cflags;
+	struct rs_epoll *ep = container_of(op, struct rs_epoll, kick_src_op);
+	if (res < 0)
+		ep_unref(ep);
+	ep_unref(ep);
+}
+
+/* Wake the threads sleeping in epoll_wait on ep on rings other than r
+ * (the caller's, locked). ep->lock not held. */
+static void kick_sleepers(struct rs_ring *r, struct rs_epoll *ep)
+{
+	if (!rs_ring_op_supported(IORING_OP_MSG_RING))
+		return;
+	bool sent = false;
+	pthread_mutex_lock(&ep->lock);
+	for (struct rs_sleeper *s = ep->sleepers; s; s = s->next) {
+		if (s->r == r)
+			continue;
+		struct io_uring_sqe *sqe = rs_ring_sqe(r);
+		if (!sqe)
+			break;
+		io_uring_prep_msg_ring(sqe, s->r->uring.ring_fd, s->id,
+				       (uint64_t)(uintptr_t)&ep->kick_op, 0);
+		sqe->user_data = (uint64_t)(uintptr_t)&ep->kick_src_op;
+		/* One reference for each of the two CQEs. */
+		__atomic_add_fetch(&ep->refs, 2, __ATOMIC_ACQ_REL);
+		sent = true;
+	}
+	/* Submitted with ep->lock held: the sleepers' rings, whose fds the
+	 * SQEs name, stay alive until they unlink themselves. */
+	if (sent)
+		rs_ring_submit(r);
+	pthread_mutex_unlock(&ep->lock);
+}
+
+static bool sleeper_elsewhere(struct rs_epoll *ep, struct rs_ring *r)
+{
+	pthread_mutex_lock(&ep->lock);
+	bool other = false;
+	for (struct rs_sleeper *s = ep->sleepers; s && !other; s = s->next)
+		other = s->r != r;
+	pthread_mutex_unlock(&ep->lock);
+	return other;
 }
 
 /* ---- items --------------------------------------------------------------- */
@@ -305,6 +432,10 @@ static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct 
 	it->data = ev->data;
 	rs_fdb_ref(b);
 	rs_ring_lock(r);
+	/* A thread sleeping in epoll_wait on ep arms the item on its own
+	 * ring when woken: completions armed here would wait for this
+	 * thread to reap them. */
+	bool elsewhere = sleeper_elsewhere(ep, r) && !(b->flags & FDB_LISTEN);
 	pthread_mutex_lock(&b->lock);
 	pthread_mutex_lock(&ep->lock);
 	it->next_in_ep = ep->items;
@@ -315,9 +446,13 @@ static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct 
 	b->items = it;
 	if (item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE)))
 		ready_add(ep, it);
+	if (elsewhere)
+		ep->adopt_pending = true;
 	pthread_mutex_unlock(&ep->lock);
 	pthread_mutex_unlock(&b->lock);
-	arm_item(r, b);
+	if (!elsewhere)
+		arm_item(r, b);
+	kick_sleepers(r, ep);
 	rs_ring_unlock(r);
 	return 0;
 }
@@ -371,12 +506,23 @@ int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		it->events = ev.events;
 		it->data = ev.data;
 		it->disabled = false;
-		if (item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE)))
+		bool now_ready = item_mask(it, __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE));
+		if (now_ready)
 			ready_add(ep, it);
 		else
 			ready_del(ep, it);
 		pthread_mutex_unlock(&ep->lock);
 		pthread_mutex_unlock(&b->lock);
+		if (now_ready) {
+			/* ep_modify wakes the waiters when the item is ready. */
+			enum rs_ring_unavailable why;
+			struct rs_ring *r = rs_ring_get(&why);
+			if (r) {
+				rs_ring_lock(r);
+				kick_sleepers(r, ep);
+				rs_ring_unlock(r);
+			}
+		}
 		return 0;
 	case EPOLL_CTL_DEL:
 		pthread_mutex_lock(&b->lock);
@@ -530,9 +676,20 @@ static void adopt(struct rs_ring *r, struct rs_epoll *ep)
  * SQPOLL with busy polling. The events land straight in the program's
  * array; the op is cancelled (and reaped) before a timeout or a signal
  * returns. */
-static int kernel_wait(struct rs_ring *r, struct rs_epoll *ep, struct epoll_event *evs, int max,
-		       const struct timespec *timeout, const sigset_t *mask)
+static int kernel_wait(struct rs_ring *r, struct rs_epoll *ep, struct rs_sleeper *me,
+		       struct epoll_event *evs, int max, const struct timespec *timeout,
+		       const sigset_t *mask)
 {
+	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
+	if (mask && !zero) {
+		/* The kernel looks for events before it looks at signals, and
+		 * returning events restores the old mask without delivering
+		 * what the new one let in; an enter with the mask would
+		 * deliver a pending signal before the op's CQE is in. */
+		int n = RS_REAL(epoll_wait)(ep->epfd, evs, max, 0);
+		if (n)
+			return n < 0 ? -errno : n;
+	}
 	struct rs_op op = { 0 };
 	struct io_uring_sqe *sqe = rs_ring_sqe(r);
 	if (!sqe)
@@ -547,7 +704,6 @@ static int kernel_wait(struct rs_ring *r, struct rs_epoll *ep, struct epoll_even
 	w.interruptible = true;
 	w.never_restart = true;
 	w.sigmask = mask;
-	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
 	if (timeout && !zero)
 		w.timeout_ns = (uint64_t)timeout->tv_sec * 1000000000u + (uint64_t)timeout->tv_nsec;
 	if (zero) {
@@ -561,7 +717,21 @@ static int kernel_wait(struct rs_ring *r, struct rs_epoll *ep, struct epoll_even
 		}
 		return op.res;
 	}
+	pthread_mutex_lock(&ep->lock);
+	me->kwait = &op;
+	bool kicked = me->kicked; /* an ADD came before the op was set */
+	pthread_mutex_unlock(&ep->lock);
+	if (kicked) {
+		pthread_mutex_lock(&ep->lock);
+		me->kwait = NULL;
+		pthread_mutex_unlock(&ep->lock);
+		int res = rs_ring_cancel_wait(r, &op);
+		return res;
+	}
 	int res = rs_ring_run(r, &op, &w);
+	pthread_mutex_lock(&ep->lock);
+	me->kwait = NULL;
+	pthread_mutex_unlock(&ep->lock);
 	if (res == RS_TIMED_OUT)
 		return 0;
 	if (res == -EINTR)
@@ -598,22 +768,36 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	}
 	struct rs_sig_mark mark = rs_sig_mark();
 	int n = 0;
+	struct rs_sleeper me;
 
 	rs_ring_lock(r);
 	pthread_mutex_lock(&ep->lock);
 	bool kernel_only = !ep->items;
+	/* From here on an epoll_ctl on another thread wakes this one. */
+	sleeper_add(ep, &me, r);
 	pthread_mutex_unlock(&ep->lock);
 	if (kernel_only && rs_ring_op_supported(IORING_OP_EPOLL_WAIT)) {
-		n = kernel_wait(r, ep, evs, max, timeout, mask);
-		rs_ring_unlock(r);
-		return n;
+		n = kernel_wait(r, ep, &me, evs, max, timeout, mask);
+		/* Cancelled by an ADD of an fd the shim watches: wait for
+		 * both below, for the time left. */
+		if (n != -ECANCELED || !me.kicked) {
+			sleeper_del(ep, &me);
+			rs_ring_unlock(r);
+			return n;
+		}
+		n = 0;
 	}
-	if (ep->home != r)
+	if (ep->home != r || __atomic_exchange_n(&ep->adopt_pending, false, __ATOMIC_ACQ_REL))
 		adopt(r, ep);
 	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
 	bool poked = false;
+	bool masked = false;
+	sigset_t saved_mask;
 	for (;;) {
 		rs_ring_reap(r);
+		/* Items another thread added while this one slept. */
+		if (__atomic_exchange_n(&ep->adopt_pending, false, __ATOMIC_ACQ_REL))
+			adopt(r, ep);
 		pthread_mutex_lock(&ep->lock);
 		bool kcheck = ep->nkernel && ep->kready;
 		kpoll_arm(r, ep);
@@ -663,7 +847,21 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			ts.tv_nsec = (long long)((deadline - now) % 1000000000u);
 			tsp = &ts;
 		}
-		rs_ring_wait_any(r, tsp, mask);
+		if (mask && !masked) {
+			/* The mask holds from the first sleep to the return,
+			 * as epoll_pwait's does: a signal it keeps out is
+			 * delivered only once the result is decided (an enter
+			 * with the mask would deliver it between two waits
+			 * of this loop and end the call with EINTR), and one
+			 * it lets in, pending already, ends the call now that
+			 * nothing is ready. */
+			rs_ring_unlock(r); /* a handler may do I/O itself */
+			pthread_sigmask(SIG_SETMASK, mask, &saved_mask);
+			rs_ring_lock(r);
+			masked = true;
+		}
+		if (rs_sig.delivered == mark.delivered)
+			rs_ring_wait_any(r, tsp, NULL);
 		rs_ring_reap(r);
 		/* epoll_wait is never restarted: any handler ends it. */
 		if (rs_sig.delivered != mark.delivered) {
@@ -677,7 +875,10 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			}
 		}
 	}
+	sleeper_del(ep, &me);
 	rs_ring_unlock(r);
+	if (masked)
+		pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
 	return n;
 }
 

@@ -30,8 +30,9 @@ void rs_epoll_closed(int epfd);
 /* One number referring to ep is gone. */
 void rs_epoll_release(struct rs_epoll *ep);
 void rs_epoll_duped(int oldfd, int newfd);
-/* fd state changed readiness (fdb->lock held). */
-void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready);
+/* fd state changed readiness (fdb->lock held); key: what the socket's
+ * wake-up was about (RS_WAKE_ALL for a state change). */
+void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready, uint32_t key);
 void rs_epoll_forget_fdb(struct rs_fdb *b);
 void rs_epoll_items_to_kernel(struct rs_fdb *b);
 void rs_epoll_demote_fd(int epfd);

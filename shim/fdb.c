@@ -348,10 +348,17 @@ void rs_fdb_set_error(struct rs_fdb *b, int err)
 
 void rs_fdb_update_ready(struct rs_fdb *b, bool edge)
 {
+	rs_fdb_update_ready_key(b, edge ? RS_WAKE_ALL : 0);
+}
+
+void rs_fdb_update_ready_key(struct rs_fdb *b, uint32_t key)
+{
 	uint32_t now = compute_ready(b);
 	uint32_t before = __atomic_exchange_n(&b->ready, now, __ATOMIC_ACQ_REL);
-	if ((edge || (now & ~before)) && b->items)
-		rs_epoll_wake_fdb(b, now);
+	/* A bit that appears comes with the kernel's wake-up for it. */
+	key |= now & ~before;
+	if (key && b->items)
+		rs_epoll_wake_fdb(b, now, key);
 }
 
 /* Collect referenced fd states matching `want` (all_lock held briefly). */

@@ -209,7 +209,10 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 	}
 	if (!more && res != -ECANCELED)
 		rs_rx_arm(r, b); /* buffers ran out, or the CQ overflowed */
-	rs_fdb_update_ready(b, res > 0 || !more);
+	/* Bytes wake readers (IN); EOF or an error is a state change that
+	 * wakes everyone; running out of buffers or a cancel is no event. */
+	bool state = !more && res != -ENOBUFS && res != -ECANCELED;
+	rs_fdb_update_ready_key(b, res > 0 ? RS_EV_IN : state ? RS_WAKE_ALL : 0);
 	pthread_mutex_unlock(&b->lock);
 	if (!more)
 		rs_fdb_unref(b);

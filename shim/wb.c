@@ -240,7 +240,7 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 		do_queued_shutdown(b);
 	}
 	bool edge = was_full && b->wq.bytes < rs_cfg.wb_fd_max;
-	rs_fdb_update_ready(b, edge || failed);
+	rs_fdb_update_ready_key(b, failed ? RS_WAKE_ALL : edge ? RS_EV_OUT : 0);
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
 }
