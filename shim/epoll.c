@@ -882,6 +882,21 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	return n;
 }
 
+void rs_epoll_number_hidden(int fd)
+{
+	/* The registrations are keyed on (file, number) and only a DEL
+	 * through the number itself finds them: do it before the number
+	 * goes. Every instance is asked; those without it say ENOENT. */
+	pthread_mutex_lock(&all_lock);
+	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next) {
+		pthread_mutex_lock(&ep->lock);
+		if (ep->nkernel && !RS_REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_DEL, fd, NULL))
+			ep->nkernel--;
+		pthread_mutex_unlock(&ep->lock);
+	}
+	pthread_mutex_unlock(&all_lock);
+}
+
 void rs_epoll_closed(int epfd)
 {
 	struct rs_fd *e = rs_fd_peek(epfd);

@@ -34,6 +34,10 @@ void rs_epoll_duped(int oldfd, int newfd);
  * wake-up was about (RS_WAKE_ALL for a state change). */
 void rs_epoll_wake_fdb(struct rs_fdb *b, uint32_t ready, uint32_t key);
 void rs_epoll_forget_fdb(struct rs_fdb *b);
+/* The program closes fd, the last number of its socket, while the shim
+ * keeps the file open through a hidden copy (bytes still queued): remove
+ * fd from the kernel epoll instances, as releasing the file would. */
+void rs_epoll_number_hidden(int fd);
 void rs_epoll_items_to_kernel(struct rs_fdb *b);
 void rs_epoll_demote_fd(int epfd);
 struct rs_epitem;

@@ -218,6 +218,7 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	if (pending && b->fd == fd) {
 		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
 		b->fd = hidden >= 0 ? rs_internal_fd_move_high(hidden, NULL, NULL) : -1;
+		rs_epoll_number_hidden(fd);
 	} else if (b->fd == fd) {
 		b->fd = -1;
 	}
