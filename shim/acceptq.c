@@ -76,7 +76,7 @@ static void acq_done(struct rs_op *op, int res, uint32_t cflags);
 
 void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 {
-	if (!(b->flags & FDB_LISTEN) || (b->flags & (FDB_CLOSED | FDB_NO_REARM)))
+	if (!(b->flags & FDB_LISTEN) || (b->flags & (FDB_CLOSED | FDB_NO_REARM | FDB_SHARED)))
 		return;
 	struct rs_acq *q = b->acq;
 	if (q && (q->armed || q->count >= q->cap || (q->ring && q->ring != r && q->count)))

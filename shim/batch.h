@@ -54,6 +54,24 @@ enum {
 	FDB_SHUT_QUEUED = 1u << 6, /* ...to be issued once the queue drains */
 	FDB_RESET = 1u << 7,	   /* the connection was reset: HUP for good */
 	FDB_WRITE_DIRECT = 1u << 8, /* the watch saw ERR/HUP/RDHUP: no write-behind */
+	/* Inherited by fork (or otherwise shared with another process): its
+	 * receive queue or backlog is the kernel's to share out, so nothing
+	 * is received or accepted ahead on it ever again. */
+	FDB_SHARED = 1u << 9,
+};
+
+/* Bytes a stash held when the process forked, in memory both processes
+ * map: each byte is read once, by whichever process reads first, as from
+ * the socket's own receive queue (fdb.c). */
+struct rs_fork_stash {
+	int lock; /* spinlock, shared across the processes */
+	/* Processes that hold the socket, as far as the shim sees: +1 at each
+	 * fork, -1 when one closes its last number. The last close with bytes
+	 * unread resets the connection, as the kernel's does. */
+	int holders;
+	size_t len, off;
+	size_t map_size;
+	char data[];
 };
 
 struct rs_epitem;
@@ -97,6 +115,9 @@ struct rs_fdb {
 	 * before the socket for every later read, FDB_RX or not. */
 	bool rx_used;
 	struct rs_op rx_op;
+
+	/* what the stash held at fork, shared with the other process */
+	struct rs_fork_stash *fork_stash;
 
 	/* accept */
 	struct rs_acq *acq;
@@ -180,6 +201,17 @@ void rs_batch_init(void);
 void rs_batch_flush_all(bool wait);
 void rs_batch_ring_exit(struct rs_ring *r);
 void rs_batch_after_fork_child(void);
+/* Before fork(): stop receiving and accepting ahead on every fd (the child
+ * inherits them all) and move stashed bytes to memory both will share. */
+void rs_batch_before_fork(void);
+/* In the child, after the epoll state is rebuilt: nothing receives or
+ * accepts ahead here, so every registration is the kernel's. */
+void rs_batch_fork_child_to_kernel(void);
+/* Unread bytes of b's fork stash (b->lock held). */
+size_t rs_fork_stash_bytes(const struct rs_fdb *b);
+/* Serve a read from b's fork stash (b->lock held): bytes, -errno, or 0
+ * when it holds nothing (then the rest of the stash applies). */
+long rs_fork_stash_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags);
 
 /* Ring-level batch resources (provided buffers), created on first use. */
 struct rs_ring_batch;

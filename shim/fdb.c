@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "batch.h"
@@ -36,8 +38,10 @@ static uint32_t fdb_flags_for(uint32_t st)
 	if (!rs_kind_is_stream(k))
 		return 0;
 	/* Receiving or accepting ahead needs one state per socket: numbers
-	 * that share a socket through dup are left to the kernel. */
-	if (f & RS_FD_DUPED)
+	 * that share a socket through dup, or with another process (fork,
+	 * inherited, SCM_RIGHTS), are left to the kernel, which shares its
+	 * receive queue and backlog out as the readers come. */
+	if (f & (RS_FD_DUPED | RS_FD_SHARED))
 		return (f & (RS_FD_LISTENING)) || !(f & RS_FD_STREAM_CONNECTED) ? 0 : FDB_WB;
 	/* Under SQPOLL a multishot receive would take bytes on the kernel
 	 * thread's time: a read finding the stash empty could not tell that
@@ -108,6 +112,8 @@ void rs_fdb_unref(struct rs_fdb *b)
 		b->all_next->all_prev = b->all_prev;
 	pthread_mutex_unlock(&all_lock);
 	rs_acq_free(b);
+	if (b->fork_stash)
+		munmap(b->fork_stash, b->fork_stash->map_size);
 	rs_gauge_add(RS_G_STASH_BYTES, -(int64_t)b->rq.bytes);
 	rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
 	rs_bq_clear(&b->rq);
@@ -196,7 +202,12 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	struct rs_fd *e = rs_fd_peek(fd);
 	uint32_t st = e ? __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) : 0;
 	bool linger = RS_FD_FLAGS(st) & RS_FD_LINGER;
-	bool abort_close = b->rq.bytes > 0 || (linger && e && e->linger_s == 0);
+	/* Bytes stashed before a fork are unread data in the socket for as
+	 * long as any process holds it. */
+	bool fork_unread = b->fork_stash &&
+			   !__atomic_sub_fetch(&b->fork_stash->holders, 1, __ATOMIC_ACQ_REL) &&
+			   rs_fork_stash_bytes(b);
+	bool abort_close = b->rq.bytes > 0 || fork_unread || (linger && e && e->linger_s == 0);
 	if (abort_close) {
 		/* Unread received bytes (or SO_LINGER 0): the kernel resets
 		 * the connection and drops what was not sent; the stashed
@@ -309,11 +320,11 @@ void rs_batch_number_closing(int fd)
 /* Readiness as tcp_poll() would report it, from what the shim knows. */
 static uint32_t compute_ready(const struct rs_fdb *b)
 {
-	if (b->flags & FDB_LISTEN)
+	if ((b->flags & FDB_LISTEN) || b->acq)
 		return rs_acq_ready(b);
 	uint32_t r = 0;
 	bool reset = b->flags & FDB_RESET;
-	if (b->rq.bytes || b->rx_eof || b->sk_err || reset)
+	if (b->rq.bytes || rs_fork_stash_bytes(b) || b->rx_eof || b->sk_err || reset)
 		r |= RS_EV_IN | RS_EV_RDNORM;
 	if (b->rx_eof || reset)
 		r |= RS_EV_RDHUP;
@@ -465,6 +476,155 @@ void rs_batch_ring_exit(struct rs_ring *r)
 	rs_ring_unlock(r);
 }
 
+/* ---- fork ------------------------------------------------------------------
+ * The child inherits every fd, and with it a share of each socket's
+ * receive queue and each listener's backlog: whichever process reads or
+ * accepts first gets the bytes or the connection. Receiving or accepting
+ * ahead in one process would take them from the other, so before fork every
+ * fd state stops doing either, for good (FDB_SHARED, in both processes).
+ * What is already stashed moves to memory both processes map, read once by
+ * whichever reads first; connections already accepted ahead stay in the
+ * parent's queue (the child's copy is dropped: the descriptors live in the
+ * parent's ring). */
+
+static void fs_lock(struct rs_fork_stash *fs)
+{
+	while (__atomic_exchange_n(&fs->lock, 1, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+static void fs_unlock(struct rs_fork_stash *fs)
+{
+	__atomic_store_n(&fs->lock, 0, __ATOMIC_RELEASE);
+}
+
+size_t rs_fork_stash_bytes(const struct rs_fdb *b)
+{
+	struct rs_fork_stash *fs = b->fork_stash;
+	if (!fs)
+		return 0;
+	return __atomic_load_n(&fs->len, __ATOMIC_ACQUIRE) -
+	       __atomic_load_n(&fs->off, __ATOMIC_ACQUIRE);
+}
+
+long rs_fork_stash_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)
+{
+	struct rs_fork_stash *fs = b->fork_stash;
+	fs_lock(fs);
+	size_t off = fs->off, done = 0;
+	for (int i = 0; i < cnt && off + done < fs->len; i++) {
+		size_t take = fs->len - off - done;
+		if (take > iov[i].iov_len)
+			take = iov[i].iov_len;
+		if (!(flags & MSG_TRUNC) && rs_safe_copy(iov[i].iov_base, fs->data + off + done, take))
+			break;
+		done += take;
+	}
+	long ret = (long)done;
+	if (!done && off < fs->len && cnt && !(flags & MSG_TRUNC))
+		ret = -EFAULT; /* nothing copied: a bad buffer */
+	else if (!(flags & MSG_PEEK))
+		__atomic_store_n(&fs->off, off + done, __ATOMIC_RELEASE);
+	fs_unlock(fs);
+	if (ret > 0 && !(flags & MSG_PEEK))
+		rs_fdb_update_ready(b, false);
+	return ret;
+}
+
+/* b->lock held: move the stash's bytes into a shared fork stash. */
+static void stash_to_shared(struct rs_fdb *b)
+{
+	if (!b->rq.bytes && !b->fork_stash)
+		return;
+	/* A stash shared at an earlier fork stays as it is: nothing was
+	 * received ahead since, so rq is empty whenever it exists. */
+	if (b->fork_stash) {
+		__atomic_add_fetch(&b->fork_stash->holders, 1, __ATOMIC_ACQ_REL);
+		return;
+	}
+	size_t size = sizeof(struct rs_fork_stash) + b->rq.bytes;
+	struct rs_fork_stash *fs =
+		mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fs == MAP_FAILED) {
+		rs_warn("fork: no memory to share %zu stashed bytes of fd %d: the parent keeps them",
+			b->rq.bytes, b->fd);
+		return;
+	}
+	fs->map_size = size;
+	fs->holders = 2;
+	struct iovec iov = { fs->data, b->rq.bytes };
+	long n = rs_bq_copyout_iov(&b->rq, &iov, 1, false);
+	fs->len = n > 0 ? (size_t)n : 0;
+	rs_gauge_add(RS_G_STASH_BYTES, -(n > 0 ? n : 0));
+	rs_bq_clear(&b->rq);
+	b->fork_stash = fs;
+}
+
+/* b->lock held, released here, and b's snapshot reference dropped:
+ * readiness now comes from the kernel's epoll; what is stashed or queued
+ * is still read or accepted first. */
+static void stop_ahead(struct rs_fdb *b, bool was_ahead)
+{
+	b->flags &= ~(FDB_RX | FDB_LISTEN);
+	rs_fdb_update_ready(b, false);
+	pthread_mutex_unlock(&b->lock);
+	if (was_ahead)
+		rs_epoll_items_to_kernel(b);
+	rs_fdb_unref(b);
+}
+
+static bool any_fdb(struct rs_fdb *b, void *arg)
+{
+	(void)arg;
+	(void)b;
+	return true;
+}
+
+void rs_batch_before_fork(void)
+{
+	/* Only the forking thread's own ring is touched: reaping another
+	 * thread's ring could take the completion that thread is sleeping in
+	 * io_uring_enter for. Receives and accepts armed on other threads'
+	 * rings stay armed in the parent (never re-armed once they end), and
+	 * what they take stays the parent's (docs/semantics.md, fork). */
+	struct rs_ring *own = rs_tls_ring;
+	struct rs_fdb *list[1024];
+	int n = snapshot(list, 1024, any_fdb, NULL);
+	if (n == 1024)
+		rs_warn("fork: more than %d fds with batch state; the rest keep receiving ahead", n);
+	for (int i = 0; i < n; i++) {
+		struct rs_fdb *b = list[i];
+		pthread_mutex_lock(&b->lock);
+		b->flags |= FDB_SHARED | FDB_NO_REARM;
+		bool was_ahead = b->flags & (FDB_RX | FDB_LISTEN);
+		struct rs_ring *rr = b->rx_armed ? b->rx_ring : NULL;
+		struct rs_ring *qr = b->acq && rs_acq_active(b) ? rs_acq_ring(b) : NULL;
+		pthread_mutex_unlock(&b->lock);
+		if ((rr && rr != own) || (qr && qr != own)) {
+			rs_fdb_unref(b);
+			continue;
+		}
+		if (rr) {
+			rs_ring_lock(rr);
+			rs_rx_disarm(rr, b);
+			rs_ring_unlock(rr);
+		}
+		if (qr) {
+			rs_ring_lock(qr);
+			rs_acq_disarm(qr, b);
+			rs_ring_unlock(qr);
+		}
+		pthread_mutex_lock(&b->lock);
+		if (b->rx_armed) {
+			pthread_mutex_unlock(&b->lock);
+			rs_fdb_unref(b);
+			continue;
+		}
+		stash_to_shared(b);
+		stop_ahead(b, was_ahead);
+	}
+}
+
 /* Child side of fork(): the parent's rings are gone here, and with them
  * every op; bytes stashed or queued before the fork stay the parent's (see
  * docs/semantics.md). */
@@ -497,6 +657,17 @@ void rs_batch_after_fork_child(void)
 			b->refs = 1;
 			rs_fdb_unref(b);
 		}
+	}
+}
+
+void rs_batch_fork_child_to_kernel(void)
+{
+	struct rs_fdb *list[1024];
+	int n = snapshot(list, 1024, any_fdb, NULL);
+	for (int i = 0; i < n; i++) {
+		struct rs_fdb *b = list[i];
+		pthread_mutex_lock(&b->lock);
+		stop_ahead(b, b->flags & (FDB_RX | FDB_LISTEN));
 	}
 }
 

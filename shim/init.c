@@ -30,6 +30,8 @@ static void atfork_prepare(void)
 {
 	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth && rs_tls_ring)
 		rs_batch_flush_all(false);
+	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
+		rs_batch_before_fork();
 }
 
 static void atfork_parent(void)
@@ -51,6 +53,7 @@ static void atfork_child(void)
 	if (rs_cfg.mode == RS_MODE_BATCH) {
 		rs_batch_after_fork_child();
 		rs_epoll_after_fork_child();
+		rs_batch_fork_child_to_kernel();
 	}
 }
 

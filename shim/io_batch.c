@@ -340,9 +340,10 @@ static long stash_top_up(struct rs_call *c, struct rs_fdb *b, const struct iovec
 {
 	if (n <= 0 || b->rx_armed || b->rx_eof || b->sk_err || (b->flags & FDB_RESET))
 		return n;
-	if (!(flags & MSG_PEEK) && b->rq.bytes)
+	size_t stashed = b->rq.bytes + rs_fork_stash_bytes(b);
+	if (!(flags & MSG_PEEK) && stashed)
 		return n; /* the read was filled from the stash */
-	if ((flags & MSG_PEEK) && (size_t)n < b->rq.bytes)
+	if ((flags & MSG_PEEK) && (size_t)n < stashed)
 		return n;
 	struct iovec rest[64];
 	int rc = iov_rest(iov, cnt, (size_t)n, rest);
@@ -605,7 +606,9 @@ static ssize_t b_recvmsg(struct rs_call *c, struct msghdr *msg, int flags)
 static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	struct rs_fdb *b = rs_fdb_get(c->fd);
-	if (!b || !(b->flags & FDB_LISTEN) || !rs_acq_active(b))
+	/* A queue that stopped accepting ahead (fork) still hands out what it
+	 * holds before the kernel's backlog is asked. */
+	if (!b || !rs_acq_active(b))
 		return rs_io_strict.accept4(c, addr, alen, flags);
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
@@ -633,6 +636,14 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 		if (news) {
 			rs_ring_unlock(qr);
 			continue;
+		}
+		pthread_mutex_lock(&b->lock);
+		bool active = rs_acq_active(b);
+		pthread_mutex_unlock(&b->lock);
+		if (!active) {
+			/* Emptied and no longer accepting ahead: the backlog. */
+			rs_ring_unlock(qr);
+			return rs_io_strict.accept4(c, addr, alen, flags);
 		}
 		if (nb) {
 			rs_ring_unlock(qr);

@@ -131,12 +131,13 @@ static void submit_cancel(struct rs_ring *r, struct rs_fdb *b)
 
 bool rs_rx_active(struct rs_fdb *b)
 {
-	return b->rx_armed || b->rq.bytes || b->rx_eof || b->sk_err;
+	return b->rx_armed || b->rq.bytes || b->rx_eof || b->sk_err || rs_fork_stash_bytes(b);
 }
 
 void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 {
-	if (b->rx_armed || !(b->flags & FDB_RX) || (b->flags & (FDB_CLOSED | FDB_NO_REARM)) ||
+	if (b->rx_armed || !(b->flags & FDB_RX) ||
+	    (b->flags & (FDB_CLOSED | FDB_NO_REARM | FDB_SHARED)) ||
 	    b->rx_eof || b->sk_err || (b->flags & FDB_RESET) || b->rx_paused)
 		return;
 	if (!r->batch && rs_ring_batch_init(r)) {
@@ -252,6 +253,14 @@ void rs_rx_disarm(struct rs_ring *r, struct rs_fdb *b)
 
 long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)
 {
+	/* Bytes stashed before a fork come first: they were received before
+	 * anything the stash took since (nothing: receive-ahead stops at
+	 * fork, but a stash may hold bytes from before). */
+	if (b->fork_stash) {
+		long n = rs_fork_stash_read(b, iov, cnt, flags);
+		if (n)
+			return n;
+	}
 	if (b->rq.bytes) {
 		long n;
 		if (flags & MSG_TRUNC) {
