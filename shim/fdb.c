@@ -512,17 +512,21 @@ long rs_fork_stash_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int 
 	struct rs_fork_stash *fs = b->fork_stash;
 	fs_lock(fs);
 	size_t off = fs->off, done = 0;
+	bool fault = false;
 	for (int i = 0; i < cnt && off + done < fs->len; i++) {
 		size_t take = fs->len - off - done;
 		if (take > iov[i].iov_len)
 			take = iov[i].iov_len;
-		if (!(flags & MSG_TRUNC) && rs_safe_copy(iov[i].iov_base, fs->data + off + done, take))
+		if (!(flags & MSG_TRUNC) && take &&
+		    rs_safe_copy(iov[i].iov_base, fs->data + off + done, take)) {
+			fault = true;
 			break;
+		}
 		done += take;
 	}
 	long ret = (long)done;
-	if (!done && off < fs->len && cnt && !(flags & MSG_TRUNC))
-		ret = -EFAULT; /* nothing copied: a bad buffer */
+	if (!done && fault)
+		ret = -EFAULT; /* nothing copied: a bad buffer, as the kernel says */
 	else if (!(flags & MSG_PEEK))
 		__atomic_store_n(&fs->off, off + done, __ATOMIC_RELEASE);
 	fs_unlock(fs);
