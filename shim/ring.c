@@ -488,7 +488,9 @@ static bool ring_pool_put(struct rs_ring *r)
 		r->uring.int_flags &= ~1u; /* liburing's INT_FLAG_REG_RING */
 		r->uring.enter_ring_fd = r->uring.ring_fd;
 		r->owner_tid = 0;
-		ring_pool[ring_pool_n++] = r;
+		ring_pool[ring_pool_n] = r;
+		/* Atomic: ring_pool_get looks at the count without the lock. */
+		__atomic_store_n(&ring_pool_n, ring_pool_n + 1, __ATOMIC_RELAXED);
 		kept = true;
 	}
 	pthread_mutex_unlock(&live_lock);
@@ -501,8 +503,10 @@ static struct rs_ring *ring_pool_get(void)
 		return NULL;
 	struct rs_ring *r = NULL;
 	pthread_mutex_lock(&live_lock);
-	if (ring_pool_n)
-		r = ring_pool[--ring_pool_n];
+	if (ring_pool_n) {
+		r = ring_pool[ring_pool_n - 1];
+		__atomic_store_n(&ring_pool_n, ring_pool_n - 1, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&live_lock);
 	if (r) {
 		r->owner_tid = (pid_t)syscall(SYS_gettid);
