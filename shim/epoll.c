@@ -52,6 +52,7 @@ struct rs_epoll {
 	struct rs_sleeper *sleepers;
 	unsigned next_sleeper_id;
 	bool adopt_pending; /* items added unarmed while it slept elsewhere */
+	bool arm_pending;   /* items armed by ADD, maybe not yet submitted */
 	struct rs_op kick_op, kick_src_op;
 	struct rs_epoll *all_next, *all_prev;
 	int epfd;
@@ -450,8 +451,10 @@ static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct 
 		ep->adopt_pending = true;
 	pthread_mutex_unlock(&ep->lock);
 	pthread_mutex_unlock(&b->lock);
-	if (!elsewhere)
+	if (!elsewhere) {
 		arm_item(r, b);
+		__atomic_store_n(&ep->arm_pending, true, __ATOMIC_RELEASE);
+	}
 	kick_sleepers(r, ep);
 	rs_ring_unlock(r);
 	return 0;
@@ -793,6 +796,15 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	bool poked = false;
 	bool masked = false;
 	sigset_t saved_mask;
+	if (__atomic_exchange_n(&ep->arm_pending, false, __ATOMIC_ACQ_REL)) {
+		/* ep_insert polls the file: a connection or bytes already
+		 * there are reported by the next wait, even next to other
+		 * events at hand. Here they are known once the accept or
+		 * receive armed by the ADD has run: submit it (it completes
+		 * inline when there is something). One enter for all the
+		 * ADDs since the last wait. */
+		rs_ring_poke(r);
+	}
 	for (;;) {
 		rs_ring_reap(r);
 		/* Items another thread added while this one slept. */
