@@ -224,7 +224,6 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 		} else {
 			ring_enter(r, n, 0, NULL, NULL);
 		}
-		rs_ring_reap(r);
 		sqe = io_uring_get_sqe(&r->uring);
 	}
 	return sqe;
