@@ -61,6 +61,10 @@ struct rs_epoll {
 	unsigned nkernel;	/* fds registered in the real epoll */
 	bool kernel_only;	/* nested in poll or another epoll: see demote() */
 	bool kpoll_armed, kready;
+	/* Which source fills a short events array first, alternated when
+	 * one filled it: the kernel cycles through ready level-triggered
+	 * items, and neither half may starve the other. */
+	bool shim_first;
 	struct rs_ring *kpoll_ring;
 	struct rs_op kpoll_op;
 	struct rs_epitem *items;
@@ -815,19 +819,35 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 		kpoll_arm(r, ep);
 		pthread_mutex_unlock(&ep->lock);
 		n = 0;
-		if (kcheck) {
-			n = RS_REAL(epoll_wait)(ep->epfd, evs, max, 0);
-			if (n < 0) {
-				n = -errno;
+		bool shim_first = ep->shim_first;
+		if (shim_first) {
+			pthread_mutex_lock(&ep->lock);
+			int s = collect(ep, evs, max);
+			pthread_mutex_unlock(&ep->lock);
+			if (s < 0) {
+				n = s;
 				break;
+			}
+			n = s;
+		}
+		if (kcheck && n < max) {
+			int k = RS_REAL(epoll_wait)(ep->epfd, evs + n, max - n, 0);
+			if (k < 0) {
+				if (!n)
+					n = -errno;
+				if (n < 0)
+					break;
+				k = 0;
 			}
 			pthread_mutex_lock(&ep->lock);
 			/* Level-triggered kernel items stay ready without a new
-			 * wakeup: look again next time as long as there were some. */
-			ep->kready = n > 0;
+			 * wakeup: look again next time as long as there were some
+			 * (or when there was no room to ask). */
+			ep->kready = k > 0;
 			pthread_mutex_unlock(&ep->lock);
+			n += k;
 		}
-		if (n < max) {
+		if (!shim_first && n < max) {
 			pthread_mutex_lock(&ep->lock);
 			int s = collect(ep, evs + n, max - n);
 			pthread_mutex_unlock(&ep->lock);
@@ -838,6 +858,8 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			if (s > 0)
 				n += s;
 		}
+		if (n == max)
+			ep->shim_first = !shim_first;
 		/* Events at hand return at once; the sends queued meanwhile go
 		 * out with the next enter — the one that waits, a full SQ, or
 		 * RINGSHIM_FLUSH_US — so a busy loop pays no syscall at all. */
