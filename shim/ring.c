@@ -250,6 +250,12 @@ int rs_ring_wait_any(struct rs_ring *r, const struct __kernel_timespec *ts,
 		     const sigset_t *mask)
 {
 	unsigned n = flush_sq(r);
+	/* Never unbounded: the ring lock is dropped while waiting, so another
+	 * thread may reap the very completion this one waits for, and then no
+	 * new one may ever come. Every caller loops on its own condition. */
+	struct __kernel_timespec cap = { 0, 10000000 };
+	if (!ts)
+		ts = &cap;
 	rs_ring_unlock(r);
 	int ret = ring_enter(r, n, 1, ts, mask);
 	rs_ring_lock(r);

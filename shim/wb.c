@@ -123,7 +123,10 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 		pthread_mutex_unlock(&b->lock);
 		if (!armed)
 			break;
-		rs_ring_wait_any(wr, NULL, NULL);
+		/* Bounded: another thread may be waiting on wr too and reap
+		 * the completion we wait for; then no new one comes. */
+		struct __kernel_timespec ts = { 0, 1000000 };
+		rs_ring_wait_any(wr, &ts, NULL);
 	}
 	if (wr != r) {
 		rs_ring_unlock(wr);
