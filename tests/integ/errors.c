@@ -553,6 +553,10 @@ int main(void)
 	TE("pipe writev bad iov_base", writev(pp[1], &badbase, 1));
 	TE("pipe empty", read(pp[0], buf, 0));
 
+#ifndef __SANITIZE_ADDRESS__
+	/* ASan's own accept() interceptor dereferences the bad addrlen
+	 * pointer before the call: natively too, so the case cannot be
+	 * compared in a sanitizer build. */
 	t_note("== accept with a bad address pointer");
 	tcp_pair(l, port, &c, &a);
 	close(a);
@@ -565,6 +569,7 @@ int main(void)
 	wait_hup(c);
 	TE("client sees the connection dropped", recv(c, buf, sizeof(buf), 0));
 	close(c);
+#endif
 
 	t_note("== huge counts (the kernel checks the whole range first)");
 	TE("fcntl O_NONBLOCK", fcntl(sv[1], F_SETFL, O_NONBLOCK));
