@@ -946,9 +946,9 @@ void rs_epoll_closed(int epfd)
 		/* Other numbers (dups) still refer to the instance, but the
 		 * real calls name it by this one, which may next be a socket:
 		 * keep a hidden copy to name it by. */
-		int hidden = RS_REAL(fcntl64)(epfd, F_DUPFD_CLOEXEC, 0);
+		int hidden = rs_internal_fd_hide(epfd, hidden_epfd_moved, ep);
 		if (hidden >= 0)
-			ep->epfd = rs_internal_fd_move_high(hidden, hidden_epfd_moved, ep);
+			ep->epfd = hidden;
 	}
 	pthread_mutex_unlock(&ep->lock);
 	rs_epoll_release(ep);

@@ -227,8 +227,7 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 		pending = b->wq.bytes && !b->sk_err;
 	}
 	if (pending && b->fd == fd) {
-		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
-		b->fd = hidden >= 0 ? rs_internal_fd_move_high(hidden, NULL, NULL) : -1;
+		b->fd = rs_internal_fd_hide(fd, NULL, NULL);
 		rs_epoll_number_hidden(fd);
 	} else if (b->fd == fd) {
 		b->fd = -1;
@@ -298,9 +297,9 @@ void rs_batch_number_closing(int fd)
 	bool last = --b->nums == 0;
 	if (!last && b->fd == fd) {
 		/* Other numbers remain: new SQEs need a number that stays. */
-		int hidden = RS_REAL(fcntl64)(fd, F_DUPFD_CLOEXEC, 0);
+		int hidden = rs_internal_fd_hide(fd, NULL, NULL);
 		if (hidden >= 0)
-			b->fd = rs_internal_fd_move_high(hidden, NULL, NULL);
+			b->fd = hidden;
 	}
 	pthread_mutex_unlock(&b->lock);
 	if (last) {

@@ -140,12 +140,14 @@ static int dup_high(int fd)
 	return nfd < 0 ? -EMFILE : nfd;
 }
 
-int rs_internal_fd_hide(int fd)
+int rs_internal_fd_hide(int fd, rs_fd_moved_fn moved, void *owner)
 {
+	int saved = errno;
 	int h = dup_high(fd);
+	errno = saved;
 	if (h < 0)
 		return -1;
-	rs_internal_fd_add(h, NULL, NULL);
+	rs_internal_fd_add(h, moved, owner);
 	return h;
 }
 

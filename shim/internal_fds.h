@@ -33,9 +33,10 @@ void rs_fdgate_unlock(bool held);
  * Returns the fd now in use (the original one if it could not be moved). */
 int rs_internal_fd_move_high(int fd, rs_fd_moved_fn moved, void *owner);
 /* Register an fd already in place; `moved` is told when it gets renumbered. */
-/* A hidden close-on-exec copy of fd at a high number, registered as ours;
- * -1 if none could be made. */
-int rs_internal_fd_hide(int fd);
+/* A hidden close-on-exec copy of fd at a high number (never, even for a
+ * moment, at a low one a program's socket() could want), registered as
+ * ours; -1 if none could be made. */
+int rs_internal_fd_hide(int fd, rs_fd_moved_fn moved, void *owner);
 void rs_internal_fd_add(int fd, rs_fd_moved_fn moved, void *owner);
 void rs_internal_fd_remove(int fd);
 bool rs_internal_fd_is(int fd);

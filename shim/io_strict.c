@@ -77,6 +77,15 @@ static bool nonblocking_now(struct rs_call *c)
 	return shared(c) ? really_nonblocking(c) : nonblocking(c);
 }
 
+/* For choosing between one try and a blocking loop: only "nonblocking" can
+ * be stale in the costly direction (a blocking loop notices a nonblocking
+ * fd by itself: rs_strict_exec re-checks shared fds on EAGAIN), so only a
+ * shared fd believed nonblocking pays for asking the kernel. */
+static bool nonblocking_for_loop(struct rs_call *c)
+{
+	return nonblocking(c) && (!shared(c) || really_nonblocking(c));
+}
+
 /* ---- socket timeouts ---------------------------------------------------- */
 
 static uint64_t timeval_to_us(const struct timeval *tv)
@@ -197,7 +206,7 @@ void rs_strict_fds_closing(int lo, int hi)
 	pthread_mutex_lock(&waiters_lock);
 	for (struct waiter *w = waiters; w; w = w->next)
 		if (w->fd >= lo && w->fd <= hi && w->held < 0)
-			w->held = rs_internal_fd_hide(w->fd);
+			w->held = rs_internal_fd_hide(w->fd, NULL, NULL);
 	pthread_mutex_unlock(&waiters_lock);
 	errno = saved;
 }
@@ -461,8 +470,8 @@ static ssize_t recv_common(struct rs_call *c, struct recv_args *a)
 {
 	if (a->flags & MSG_ERRQUEUE)
 		return RS_USE_LIBC;
-	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking_now(c);
-	if ((a->flags & MSG_WAITALL) && !nb && rs_kind_is_stream(kind(c))) {
+	if ((a->flags & MSG_WAITALL) && !(a->flags & MSG_DONTWAIT) && rs_kind_is_stream(kind(c)) &&
+	    !nonblocking_for_loop(c)) {
 		/* Peeking until the whole length has arrived cannot be
 		 * rebuilt from nonblocking tries: the bytes stay queued, so
 		 * readiness says nothing about whether more came. */
@@ -604,7 +613,7 @@ static ssize_t send_stream_blocking(struct rs_call *c, struct send_args *first, 
 
 static ssize_t send_common(struct rs_call *c, struct send_args *a)
 {
-	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking_now(c);
+	bool nb = (a->flags & MSG_DONTWAIT) || nonblocking_for_loop(c);
 	ssize_t res;
 	if (!nb && rs_kind_is_stream(kind(c))) {
 		ssize_t total = a->msg ? msg_total(a->msg) : (ssize_t)a->len;
