@@ -15,6 +15,7 @@
 #include "log.h"
 #include "real.h"
 #include "signals.h"
+#include "sigmask.h"
 #include "stats.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -798,7 +799,8 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 		adopt(r, ep);
 	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
 	bool poked = false;
-	bool masked = false;
+	bool mask_decided = false, masked = false;
+	const sigset_t *enter_mask = NULL;
 	sigset_t saved_mask;
 	if (__atomic_exchange_n(&ep->arm_pending, false, __ATOMIC_ACQ_REL)) {
 		/* ep_insert polls the file: a connection or bytes already
@@ -881,21 +883,32 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			ts.tv_nsec = (long long)((deadline - now) % 1000000000u);
 			tsp = &ts;
 		}
-		if (mask && !masked) {
+		if (mask && !mask_decided) {
 			/* The mask holds from the first sleep to the return,
 			 * as epoll_pwait's does: a signal it keeps out is
-			 * delivered only once the result is decided (an enter
-			 * with the mask would deliver it between two waits
-			 * of this loop and end the call with EINTR), and one
+			 * delivered only once the result is decided, and one
 			 * it lets in, pending already, ends the call now that
-			 * nothing is ready. */
-			rs_ring_unlock(r); /* a handler may do I/O itself */
-			pthread_sigmask(SIG_SETMASK, mask, &saved_mask);
-			rs_ring_lock(r);
-			masked = true;
+			 * nothing is ready. When it only lets signals in, each
+			 * wait can carry it (no system call): between two
+			 * waits the thread's own mask holds those signals
+			 * back, as the kernel's wait would have until its
+			 * end. When it keeps out one the thread lets in, that
+			 * signal would be delivered between two waits and end
+			 * the call with EINTR: set the mask for the whole
+			 * call instead. */
+			mask_decided = true;
+			sigset_t cur;
+			if (rs_sigmask_current(&cur) && rs_sigmask_only_unblocks(mask, &cur)) {
+				enter_mask = mask;
+			} else {
+				rs_ring_unlock(r); /* a handler may do I/O itself */
+				RS_REAL(pthread_sigmask)(SIG_SETMASK, mask, &saved_mask);
+				rs_ring_lock(r);
+				masked = true;
+			}
 		}
 		if (rs_sig.delivered == mark.delivered)
-			rs_ring_wait_any(r, tsp, NULL);
+			rs_ring_wait_any(r, tsp, enter_mask);
 		rs_ring_reap(r);
 		/* epoll_wait is never restarted: any handler ends it. */
 		if (rs_sig.delivered != mark.delivered) {
@@ -912,7 +925,7 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	sleeper_del(ep, &me);
 	rs_ring_unlock(r);
 	if (masked)
-		pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+		RS_REAL(pthread_sigmask)(SIG_SETMASK, &saved_mask, NULL);
 	return n;
 }
 

@@ -6,6 +6,7 @@
 #ifndef RS_REAL_H
 #define RS_REAL_H
 
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <ucontext.h>
 
 #define RS_REAL_FUNCS(X)                                                       \
 	X(ssize_t, read, (int, void *, size_t))                                \
@@ -79,6 +81,17 @@
 	X(int, pselect, (int, fd_set *, fd_set *, fd_set *,                    \
 			 const struct timespec *, const sigset_t *))           \
 	X(int, sigaction, (int, const struct sigaction *, struct sigaction *)) \
+	X(int, sigprocmask, (int, const sigset_t *, sigset_t *))               \
+	X(int, pthread_sigmask, (int, const sigset_t *, sigset_t *))           \
+	X(int, sigblock, (int))                                                \
+	X(int, sigsetmask, (int))                                              \
+	X(int, sighold, (int))                                                 \
+	X(int, sigrelse, (int))                                                \
+	X(void, siglongjmp, (struct __jmp_buf_tag *, int))                     \
+	X(void, longjmp, (struct __jmp_buf_tag *, int))                        \
+	X(void, __longjmp_chk, (struct __jmp_buf_tag *, int))                  \
+	X(int, setcontext, (const ucontext_t *))                               \
+	X(int, swapcontext, (ucontext_t *, const ucontext_t *))                \
 	X(pid_t, fork, (void))                                                 \
 	X(int, execve, (const char *, char *const[], char *const[]))           \
 	X(int, execveat, (int, const char *, char *const[], char *const[], int)) \

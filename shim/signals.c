@@ -101,6 +101,9 @@ static void trampoline(int sig, siginfo_t *info, void *uc)
 		((void (*)(int, siginfo_t *, void *))handler)(sig, info, uc);
 	else
 		((void (*)(int))handler)(sig);
+	/* The return restores the interrupted mask, whatever the handler set
+	 * (shim/sigmask.c). */
+	rs_sig.returned++;
 }
 
 

@@ -16,6 +16,7 @@ struct rs_sig_tls {
 	unsigned long delivered; /* handlers run on this thread */
 	unsigned long norestart; /* ... of which without SA_RESTART */
 	unsigned long sigpipe;	 /* SIGPIPE handlers run on this thread */
+	unsigned long returned;	 /* handlers that returned (mask put back) */
 };
 
 extern RS_TLS volatile struct rs_sig_tls rs_sig;
