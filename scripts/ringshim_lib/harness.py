@@ -330,9 +330,14 @@ class AB:
         names = [n.strip() for n in listed.split(",") if n.strip()]
         if not names:
             raise UsageError("--variants: empty list")
+        # A reference runs when listed, when given on this command line, or
+        # (the preset's) when --variants was left to the preset's default;
+        # an explicit --variants list leaves the preset's references out.
+        cli_refs = {spec.partition("=")[0].strip() for spec in a.reference}
         for n in refs:
-            if n not in names:
+            if n not in names and (self.variants_from_default or n in cli_refs):
                 names.append(n)
+        refs = {n: c for n, c in refs.items() if n in names}
         seen = set()
         for n in names:
             if n in seen:

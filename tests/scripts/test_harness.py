@@ -103,6 +103,28 @@ class HarnessTest(unittest.TestCase):
         self.assertNothingLeft(port)
         self.assertNothingLeft(helper)
 
+    def test_preset_reference_only_when_asked(self):
+        # A preset's reference runs with the preset's default variants, not
+        # when --variants lists others (unless it is listed too).
+        port = 17718
+        pdir = tempfile.mkdtemp(prefix="ringshim-presets-")
+        self.addCleanup(shutil.rmtree, pdir, True)
+        with open(os.path.join(pdir, "withref.json"), "w") as f:
+            json.dump({"server": server_cmd(), "load": load_cmd(secs=0.15),
+                       "ports": {"port": port}, "variants": "off",
+                       "reference": {"other": server_cmd()}}, f)
+        env = clean_env(RINGSHIM_LIB=DUMMY_LIB, RINGSHIM_PRESETS_DIR=pdir)
+        for variants, want in ((None, ["off", "other"]), ("off", ["off"]),
+                               ("off,other", ["off", "other"])):
+            args = ["--preset", "withref", "--runs", "1", "--syscalls", "off"]
+            if variants:
+                args += ["--variants", variants]
+            r = self.ab(port, *args, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            data = read_json(os.path.join(self.out, "report.json"))
+            self.assertEqual([x["variant"] for x in data["runs"]], want, variants)
+        self.assertNothingLeft(port)
+
     def test_server_never_ready(self):
         port = 17714
         t = time.monotonic()
