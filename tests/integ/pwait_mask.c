@@ -135,6 +135,23 @@ int main(void)
 	raise(SIGUSR2);
 	round_blocked(&q, "a SIGUSR2 handler blocked SIGUSR1 and returned");
 
+	t_note("== an epoll set of kernel fds only (a pipe), mask blocks what the thread lets in");
+	int pp[2];
+	if (pipe(pp))
+		t_die("pipe");
+	int kep = epoll_create1(0);
+	TE("ADD pipe IN data=2", tp_ctl(kep, EPOLL_CTL_ADD, pp[0], EPOLLIN, 2));
+	int saved_ep = ep;
+	ep = kep;
+	round_learn();
+	round_blocked(&q, "nothing (a kernel-only set)");
+	TE("write pipe", write(pp[1], "x", 1));
+	pwait("pipe readable", 5000, &usr1set);
+	ep = saved_ep;
+	close(kep);
+	close(pp[0]);
+	close(pp[1]);
+
 	t_note("== a mask that only unblocks, the signal pending before the call");
 	sigprocmask(SIG_BLOCK, &usr1set, NULL);
 	kill(getpid(), SIGUSR1);
