@@ -224,6 +224,9 @@ static ssize_t b_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 	struct rs_call in = *c;
 	in.fd = in_fd;
 	in.st = in_st;
+	/* The file's own read is served as a read() of it would be: through
+	 * the ring unless RINGSHIM_FDS leaves files to libc. */
+	bool files_on_ring = rs_cfg.fds & RS_FDS_FILES;
 	size_t done = 0;
 	ssize_t err = 0;
 	while (done < count) {
@@ -239,8 +242,16 @@ static ssize_t b_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 			err = -EAGAIN; /* a full queue, as a full socket buffer */
 			break;
 		}
-		struct iovec riov = { bounce, want };
-		ssize_t got = rs_io_strict.preadv2(&in, &riov, 1, offp ? off + (off_t)done : -1, 0);
+		ssize_t got;
+		if (files_on_ring) {
+			struct iovec riov = { bounce, want };
+			got = rs_io_strict.preadv2(&in, &riov, 1, offp ? off + (off_t)done : -1, 0);
+		} else {
+			got = offp ? RS_REAL(pread64)(in_fd, bounce, want, off + (off_t)done)
+				   : RS_REAL(read)(in_fd, bounce, want);
+			if (got < 0)
+				got = -errno;
+		}
 		if (got <= 0) {
 			err = got;
 			break;

@@ -88,8 +88,10 @@ ENV_VARS = (
            "the system call; batch: write-behind, read-ahead and batched submissions.",
            _choice(MODES)),
     EnvVar("RINGSHIM_FDS", "comma list of all, sockets, tcp, udp, unix, pipes, files, none",
-           "all", "Which kinds of file descriptor are served by the ring; others pass "
-           "through to libc.", _fds),
+           "all (batch: sockets,pipes)", "Which kinds of file descriptor are served by the "
+           "ring; others pass through to libc. Batch mode leaves regular files to libc "
+           "unless asked: a file call through the ring costs an enter with nothing to batch.",
+           _fds),
     EnvVar("RINGSHIM_RING_ENTRIES", "N (8..32768)", "256",
            "Submission queue entries of each per-thread ring.", _uint(8, 32768)),
     EnvVar("RINGSHIM_MAX_RINGS", "N (1..65536)", "64",

@@ -9,7 +9,8 @@
  *
  * Lines starting with "#expect " are instructions to the runner about the
  * shim's counters (RINGSHIM_STATS), e.g. "#expect served_ring>0"; they are
- * printed identically in every run. Lines starting with "#skip " make the
+ * printed identically in every run. "#expect batch,sqpoll:pt_fds_filter==5"
+ * holds only in the modes listed. Lines starting with "#skip " make the
  * runner report the test as skipped (exit 77 does the same). */
 #ifndef RS_TEST_CHECK_H
 #define RS_TEST_CHECK_H

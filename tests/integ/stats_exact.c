@@ -181,9 +181,11 @@ int main(void)
 	t_expect("call_close>=9");
 	/* The pipe pread; closes of fds never classified count here too. */
 	t_expect("pt_fd_kind>=1");
-	/* Nothing excluded by RINGSHIM_FDS, no ring cap, io_uring available,
-	 * no signal handlers. */
-	t_expect("pt_fds_filter==0");
+	/* Strict mode serves every fd kind; batch mode leaves regular files to
+	 * libc by default (the file's pwrite, pwritev, pread, preadv and
+	 * close). No ring cap, io_uring available, no signal handlers. */
+	t_expect("strict:pt_fds_filter==0");
+	t_expect("batch,sqpoll:pt_fds_filter==5");
 	t_expect("pt_ring_cap==0");
 	t_expect("pt_fallback==0");
 	t_expect("pt_reentry==0");

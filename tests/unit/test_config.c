@@ -92,6 +92,26 @@ START_TEST(load_bad_values_keep_defaults)
 }
 END_TEST
 
+START_TEST(load_fds_default_per_mode)
+{
+	unsetenv("RINGSHIM_FDS");
+	unsetenv("RINGSHIM_MODE");
+	rs_config_load();
+	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_ALL);
+	setenv("RINGSHIM_MODE", "batch", 1);
+	rs_config_load();
+	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_SOCKETS | RS_FDS_PIPES);
+	setenv("RINGSHIM_FDS", "all", 1);
+	rs_config_load();
+	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_ALL);
+	setenv("RINGSHIM_FDS", "files,bogus", 1);
+	rs_config_load();
+	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_SOCKETS | RS_FDS_PIPES);
+	unsetenv("RINGSHIM_MODE");
+	unsetenv("RINGSHIM_FDS");
+}
+END_TEST
+
 START_TEST(load_stats_file_and_levels)
 {
 	setenv("RINGSHIM_STATS", "/tmp/x.jsonl", 1);
@@ -122,6 +142,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, parse_bool_values);
 	tcase_add_test(tc, parse_fds_lists);
 	tcase_add_test(tc, load_bad_values_keep_defaults);
+	tcase_add_test(tc, load_fds_default_per_mode);
 	tcase_add_test(tc, load_stats_file_and_levels);
 	suite_add_tcase(s, tc);
 	return s;
