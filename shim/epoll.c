@@ -75,6 +75,21 @@ struct rs_epoll {
 	 * (handover_take_edge). ep->lock held. */
 	struct rs_kreg *kregs;
 	unsigned nkregs, capkregs;
+	struct rs_shadow *shadows;
+};
+
+/* A registration handed to the kernel while the shim still holds what
+ * the socket's receive took (stashed bytes, a socket error): the kernel's
+ * epoll cannot see those, so epoll_wait adds them to the item's event,
+ * or reports the item itself when the kernel does not (ep->lock held to
+ * use the list). Dropped once the stash is empty. */
+struct rs_shadow {
+	struct rs_fdb *fdb;
+	int fd;
+	uint32_t events;
+	epoll_data_t data;
+	bool edge; /* edge-triggered: an edge the program was not told of */
+	struct rs_shadow *next;
 };
 
 struct rs_kreg {
@@ -113,6 +128,12 @@ static void ep_unref(struct rs_epoll *ep)
 	if (rs_internal_fd_is(ep->epfd)) {
 		rs_internal_fd_remove(ep->epfd);
 		RS_REAL(close)(ep->epfd);
+	}
+	while (ep->shadows) {
+		struct rs_shadow *sh = ep->shadows;
+		ep->shadows = sh->next;
+		rs_fdb_unref(sh->fdb);
+		free(sh);
 	}
 	pthread_mutex_destroy(&ep->lock);
 	free(ep->kregs);
@@ -451,6 +472,25 @@ static int kernel_ctl(struct rs_epoll *ep, int op, int fd, struct epoll_event *e
 	pthread_mutex_lock(&ep->lock);
 	if (known)
 		kreg_note(ep, op, fd, &copy);
+	for (struct rs_shadow **pp = &ep->shadows; *pp;) {
+		struct rs_shadow *sh = *pp;
+		if (sh->fd != fd) {
+			pp = &sh->next;
+			continue;
+		}
+		if (op == EPOLL_CTL_DEL) {
+			*pp = sh->next;
+			rs_fdb_unref(sh->fdb);
+			free(sh);
+			continue;
+		}
+		if (op == EPOLL_CTL_MOD && known) {
+			sh->events = copy.events;
+			sh->data = copy.data;
+			sh->edge = true; /* ep_modify queues it when ready */
+		}
+		pp = &sh->next;
+	}
 	if (op == EPOLL_CTL_ADD) {
 		ep->nkernel++;
 		ep->kready = true; /* it may be ready already */
@@ -639,6 +679,19 @@ static void handover_take_edge(struct rs_epoll *ep, int fd, epoll_data_t data)
 	}
 }
 
+/* What b's readiness owes to state the receive took from the socket and
+ * the kernel no longer shows: stashed bytes, a socket error. */
+static uint32_t residue(struct rs_fdb *b)
+{
+	if (b->flags & FDB_CLOSED)
+		return 0;
+	if (!__atomic_load_n(&b->rq.bytes, __ATOMIC_ACQUIRE) && !rs_fork_stash_bytes(b) &&
+	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE))
+		return 0;
+	return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) &
+	       (EPOLLIN | EPOLLRDNORM | EPOLLERR | EPOLLRDHUP | EPOLLHUP);
+}
+
 /* Register a shim item in the real epoll with the state it has: the
  * kernel's item must not report an edge the program already had (a new
  * ADD queues whatever is ready), and a oneshot item that fired stays
@@ -696,8 +749,21 @@ void rs_epoll_items_to_kernel(struct rs_fdb *b)
 		pthread_mutex_unlock(&ep->lock);
 		pthread_mutex_unlock(&b->lock);
 		handover(ep, it->fd, it->events, it->data, edge_pending, disabled);
+		struct rs_shadow *sh = residue(b) && !disabled ? calloc(1, sizeof(*sh)) : NULL;
+		if (sh) {
+			sh->fdb = b; /* takes over the item's reference */
+			sh->fd = it->fd;
+			sh->events = it->events;
+			sh->data = it->data;
+			sh->edge = edge_pending;
+			pthread_mutex_lock(&ep->lock);
+			sh->next = ep->shadows;
+			ep->shadows = sh;
+			pthread_mutex_unlock(&ep->lock);
+		} else {
+			rs_fdb_unref(b);
+		}
 		free(it);
-		rs_fdb_unref(b);
 	}
 }
 
@@ -806,6 +872,56 @@ static void adopt(struct rs_ring *r, struct rs_epoll *ep)
 	}
 }
 
+/* Add the shadows' readiness to the kernel's events evs[0..n) (program
+ * memory), or report a shadow the kernel did not. Returns the new count,
+ * or -EFAULT. */
+static int shadows_merge(struct rs_epoll *ep, struct epoll_event *evs, int n, int max)
+{
+	pthread_mutex_lock(&ep->lock);
+	for (struct rs_shadow **pp = &ep->shadows; *pp;) {
+		struct rs_shadow *sh = *pp;
+		uint32_t res = residue(sh->fdb);
+		if (!res) {
+			*pp = sh->next;
+			rs_fdb_unref(sh->fdb);
+			free(sh);
+			continue;
+		}
+		pp = &sh->next;
+		uint32_t mask = res & (sh->events | EPOLLERR | EPOLLHUP);
+		bool seen = false;
+		for (int i = 0; i < n && !seen; i++) {
+			struct epoll_event e;
+			if (rs_safe_copy(&e, &evs[i], sizeof(e)) || e.data.u64 != sh->data.u64)
+				continue;
+			seen = true;
+			e.events |= mask;
+			if (rs_safe_copy(&evs[i], &e, sizeof(e))) {
+				pthread_mutex_unlock(&ep->lock);
+				return -EFAULT;
+			}
+			sh->edge = false;
+		}
+		if (seen || !mask || n >= max || ((sh->events & EPOLLET) && !sh->edge))
+			continue;
+		/* The kernel's item is not queued: the whole of tcp_poll's
+		 * answer, the socket's part asked of the socket. */
+		struct pollfd p = { sh->fd, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0 };
+		uint32_t now = RS_REAL(poll)(&p, 1, 0) == 1 ? (uint32_t)p.revents : 0;
+		struct epoll_event e = { mask | (now & (sh->events | EPOLLERR | EPOLLHUP)), sh->data };
+		if (rs_safe_copy(&evs[n], &e, sizeof(e))) {
+			pthread_mutex_unlock(&ep->lock);
+			return n ? n : -EFAULT;
+		}
+		n++;
+		sh->edge = false;
+		if (sh->events & EPOLLONESHOT)
+			sh->events &= EP_PRIVATE_BITS; /* reported once */
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return n;
+}
+
 #ifndef IORING_OP_EPOLL_WAIT
 #define IORING_OP_EPOLL_WAIT 59
 #endif
@@ -912,7 +1028,7 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 
 	rs_ring_lock(r);
 	pthread_mutex_lock(&ep->lock);
-	bool kernel_only = !ep->items;
+	bool kernel_only = !ep->items && !ep->shadows;
 	/* From here on an epoll_ctl on another thread wakes this one. */
 	sleeper_add(ep, &me, r);
 	pthread_mutex_unlock(&ep->lock);
@@ -979,6 +1095,15 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			ep->kready = k > 0;
 			pthread_mutex_unlock(&ep->lock);
 			n += k;
+		}
+		if (ep->shadows) {
+			int s = shadows_merge(ep, evs, n, max);
+			if (s < 0 && !n) {
+				n = s;
+				break;
+			}
+			if (s > 0)
+				n = s;
 		}
 		if (!shim_first && n < max) {
 			pthread_mutex_lock(&ep->lock);
@@ -1132,6 +1257,17 @@ uint32_t rs_epoll_poll_ready(int epfd)
 			item_mask(it, __atomic_load_n(&it->fdb->ready, __ATOMIC_ACQUIRE));
 	pthread_mutex_unlock(&ep->lock);
 	return ready ? POLLIN : 0;
+}
+
+/* References to b held by shadows (for the fork child's recount; single
+ * threaded there, no locks). */
+unsigned rs_epoll_shadow_refs(const struct rs_fdb *b)
+{
+	unsigned n = 0;
+	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next)
+		for (struct rs_shadow *sh = ep->shadows; sh; sh = sh->next)
+			n += sh->fdb == b;
+	return n;
 }
 
 /* In a fork child every epoll instance is rebuilt lazily: its home ring
