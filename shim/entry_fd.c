@@ -303,7 +303,7 @@ RS_EXPORT int ioctl(int fd, unsigned long req, ...)
 		struct rs_fdb *b = rs_cfg.mode == RS_MODE_BATCH ? rs_fdb_get(fd) : NULL;
 		if (b) {
 			pthread_mutex_lock(&b->lock);
-			*(int *)arg += (int)b->rq.bytes;
+			*(int *)arg += (int)(b->rq.bytes + rs_fork_stash_bytes(b));
 			pthread_mutex_unlock(&b->lock);
 		}
 		break;

@@ -70,6 +70,32 @@ struct rs_epoll {
 	struct rs_op kpoll_op;
 	struct rs_epitem *items;
 	struct rs_epitem *ready_head, *ready_tail;
+	/* What the shim registered in the real epoll (kernel_ctl), so that a
+	 * hand-over that had to take an item's spurious edge back out of the
+	 * kernel's ready list can put back the edges it took on the way
+	 * (handover_take_edge). ep->lock held. */
+	struct rs_kreg *kregs;
+	unsigned nkregs, capkregs;
+	struct rs_shadow *shadows;
+};
+
+/* A registration handed to the kernel while the shim still holds what
+ * the socket's receive took (stashed bytes, a socket error): the kernel's
+ * epoll cannot see those, so epoll_wait adds them to the item's event,
+ * or reports the item itself when the kernel does not (ep->lock held to
+ * use the list). Dropped once the stash is empty. */
+struct rs_shadow {
+	struct rs_fdb *fdb;
+	int fd;
+	uint32_t events;
+	epoll_data_t data;
+	bool edge; /* edge-triggered: an edge the program was not told of */
+	struct rs_shadow *next;
+};
+
+struct rs_kreg {
+	int fd;
+	struct epoll_event ev;
 };
 
 struct rs_epitem *rs_epitem_next_in_fdb(struct rs_epitem *it)
@@ -104,7 +130,14 @@ static void ep_unref(struct rs_epoll *ep)
 		rs_internal_fd_remove(ep->epfd);
 		RS_REAL(close)(ep->epfd);
 	}
+	while (ep->shadows) {
+		struct rs_shadow *sh = ep->shadows;
+		ep->shadows = sh->next;
+		rs_fdb_unref(sh->fdb);
+		free(sh);
+	}
 	pthread_mutex_destroy(&ep->lock);
+	free(ep->kregs);
 	free(ep);
 }
 
@@ -404,12 +437,61 @@ static void kpoll_arm(struct rs_ring *r, struct rs_epoll *ep)
 
 /* ---- epoll_ctl ------------------------------------------------------------ */
 
+/* ep->lock held. */
+static void kreg_note(struct rs_epoll *ep, int op, int fd, const struct epoll_event *ev)
+{
+	unsigned i = 0;
+	while (i < ep->nkregs && ep->kregs[i].fd != fd)
+		i++;
+	if (op == EPOLL_CTL_DEL) {
+		if (i < ep->nkregs)
+			ep->kregs[i] = ep->kregs[--ep->nkregs];
+		return;
+	}
+	if (i == ep->nkregs) {
+		if (ep->nkregs == ep->capkregs) {
+			unsigned cap = ep->capkregs ? 2 * ep->capkregs : 16;
+			struct rs_kreg *k = realloc(ep->kregs, cap * sizeof(*k));
+			if (!k)
+				return; /* only a hand-over's exactness depends on it */
+			ep->kregs = k;
+			ep->capkregs = cap;
+		}
+		ep->nkregs++;
+	}
+	ep->kregs[i].fd = fd;
+	ep->kregs[i].ev = *ev;
+}
+
 static int kernel_ctl(struct rs_epoll *ep, int op, int fd, struct epoll_event *ev)
 {
 	int r = RS_REAL(epoll_ctl)(ep->epfd, op, fd, ev);
 	if (r < 0)
 		return -errno;
+	struct epoll_event copy = { 0, { 0 } };
+	bool known = op == EPOLL_CTL_DEL || !rs_safe_copy(&copy, ev, sizeof(copy));
 	pthread_mutex_lock(&ep->lock);
+	if (known)
+		kreg_note(ep, op, fd, &copy);
+	for (struct rs_shadow **pp = &ep->shadows; *pp;) {
+		struct rs_shadow *sh = *pp;
+		if (sh->fd != fd) {
+			pp = &sh->next;
+			continue;
+		}
+		if (op == EPOLL_CTL_DEL) {
+			*pp = sh->next;
+			rs_fdb_unref(sh->fdb);
+			free(sh);
+			continue;
+		}
+		if (op == EPOLL_CTL_MOD && known) {
+			sh->events = copy.events;
+			sh->data = copy.data;
+			sh->edge = true; /* ep_modify queues it when ready */
+		}
+		pp = &sh->next;
+	}
 	if (op == EPOLL_CTL_ADD) {
 		ep->nkernel++;
 		ep->kready = true; /* it may be ready already */
@@ -546,6 +628,107 @@ int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 	}
 }
 
+#define EP_PRIVATE_BITS (EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE)
+
+/* The item for (fd, data) was just added to the real epoll and the
+ * kernel queued it (ep_insert queues whatever is ready), but the program
+ * was already told about that edge: take it back out of the ready list.
+ * Only epoll_wait takes items off it, in list order, and one event at a
+ * time rotates it: a level-triggered item reported goes back to the
+ * tail, so after the items ahead of ours have been reported once each
+ * they stand in their old order again. An edge-triggered or oneshot
+ * item reported on the way lost its edge (or got disabled): a MOD puts
+ * it back (ep_modify queues it again when ready). */
+static void handover_take_edge(struct rs_epoll *ep, int fd, epoll_data_t data)
+{
+	struct epoll_event taken[32];
+	int ntaken = 0;
+	pthread_mutex_lock(&ep->lock);
+	unsigned limit = ep->nkernel + 1;
+	pthread_mutex_unlock(&ep->lock);
+	for (unsigned i = 0; i < limit; i++) {
+		struct epoll_event e;
+		if (RS_REAL(epoll_wait)(ep->epfd, &e, 1, 0) != 1)
+			break;
+		if (e.data.u64 == data.u64)
+			break;
+		/* Seen again: a full turn without ours (it was not queued
+		 * after all); the list is back in its order. */
+		bool again = false;
+		for (int j = 0; j < ntaken && !again; j++)
+			again = taken[j].data.u64 == e.data.u64;
+		if (again || ntaken == (int)(sizeof(taken) / sizeof(taken[0])))
+			break;
+		taken[ntaken++] = e;
+	}
+	for (int j = 0; j < ntaken; j++) {
+		struct epoll_event redo[4];
+		int nredo = 0, fds[4];
+		pthread_mutex_lock(&ep->lock);
+		for (unsigned k = 0; k < ep->nkregs && nredo < 4; k++) {
+			struct rs_kreg *kr = &ep->kregs[k];
+			if (kr->fd != fd && kr->ev.data.u64 == taken[j].data.u64 &&
+			    (kr->ev.events & (EPOLLET | EPOLLONESHOT)) &&
+			    !(kr->ev.events & EPOLLEXCLUSIVE)) {
+				fds[nredo] = kr->fd;
+				redo[nredo++] = kr->ev;
+			}
+		}
+		pthread_mutex_unlock(&ep->lock);
+		for (int k = 0; k < nredo; k++)
+			RS_REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_MOD, fds[k], &redo[k]);
+	}
+}
+
+/* What b's readiness owes to state the receive took from the socket and
+ * the kernel no longer shows: stashed bytes, a socket error. */
+static uint32_t residue(struct rs_fdb *b)
+{
+	if (b->flags & FDB_CLOSED)
+		return 0;
+	if (!__atomic_load_n(&b->rq.bytes, __ATOMIC_ACQUIRE) && !rs_fork_stash_bytes(b) &&
+	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE))
+		return 0;
+	return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) &
+	       (EPOLLIN | EPOLLRDNORM | EPOLLERR | EPOLLRDHUP | EPOLLHUP);
+}
+
+/* Register a shim item in the real epoll with the state it has: the
+ * kernel's item must not report an edge the program already had (a new
+ * ADD queues whatever is ready), and a oneshot item that fired stays
+ * disabled. */
+static void handover(struct rs_epoll *ep, int fd, uint32_t events, epoll_data_t data,
+		     bool edge_pending, bool disabled)
+{
+	struct epoll_event ev = { events, data };
+	if (!disabled && (!(events & EPOLLET) || edge_pending)) {
+		kernel_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+		return;
+	}
+	/* What ep_insert's poll will find (POLL* and EPOLL* bits agree). */
+	struct pollfd p = { fd, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0 };
+	uint32_t now = RS_REAL(poll)(&p, 1, 0) == 1 ? (uint32_t)p.revents : 0;
+	if (disabled && now && !(events & EPOLLEXCLUSIVE)) {
+		/* A disabled item keeps only the private bits, which no ADD
+		 * gives (EPOLLERR|EPOLLHUP are always added): register it
+		 * ready, oneshot, and take that one event. */
+		ev.events = (events & EP_PRIVATE_BITS) | EPOLLONESHOT | now;
+	} else if (!(now & (events | EPOLLERR | EPOLLHUP))) {
+		kernel_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+		return; /* not queued */
+	}
+	if (kernel_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
+		return;
+	handover_take_edge(ep, fd, data);
+	if (ev.events != events) {
+		/* Record what the program asked for, disabled as it is. */
+		pthread_mutex_lock(&ep->lock);
+		struct epoll_event want = { events, data };
+		kreg_note(ep, EPOLL_CTL_MOD, fd, &want);
+		pthread_mutex_unlock(&ep->lock);
+	}
+}
+
 /* Move b's registrations from the shim to the kernel epoll instances they
  * belong to (b stopped receiving ahead, or its epoll got nested). */
 void rs_epoll_items_to_kernel(struct rs_fdb *b)
@@ -559,13 +742,29 @@ void rs_epoll_items_to_kernel(struct rs_fdb *b)
 		}
 		struct rs_epoll *ep = it->ep;
 		pthread_mutex_lock(&ep->lock);
+		/* An edge-triggered item off the ready list: the program was
+		 * told about its last edge. */
+		bool edge_pending = it->on_ready;
+		bool disabled = it->disabled;
 		unlink_item(it);
 		pthread_mutex_unlock(&ep->lock);
 		pthread_mutex_unlock(&b->lock);
-		struct epoll_event ev = { it->events, it->data };
-		kernel_ctl(ep, EPOLL_CTL_ADD, it->fd, &ev);
+		handover(ep, it->fd, it->events, it->data, edge_pending, disabled);
+		struct rs_shadow *sh = residue(b) && !disabled ? calloc(1, sizeof(*sh)) : NULL;
+		if (sh) {
+			sh->fdb = b; /* takes over the item's reference */
+			sh->fd = it->fd;
+			sh->events = it->events;
+			sh->data = it->data;
+			sh->edge = edge_pending;
+			pthread_mutex_lock(&ep->lock);
+			sh->next = ep->shadows;
+			ep->shadows = sh;
+			pthread_mutex_unlock(&ep->lock);
+		} else {
+			rs_fdb_unref(b);
+		}
 		free(it);
-		rs_fdb_unref(b);
 	}
 }
 
@@ -674,6 +873,56 @@ static void adopt(struct rs_ring *r, struct rs_epoll *ep)
 	}
 }
 
+/* Add the shadows' readiness to the kernel's events evs[0..n) (program
+ * memory), or report a shadow the kernel did not. Returns the new count,
+ * or -EFAULT. */
+static int shadows_merge(struct rs_epoll *ep, struct epoll_event *evs, int n, int max)
+{
+	pthread_mutex_lock(&ep->lock);
+	for (struct rs_shadow **pp = &ep->shadows; *pp;) {
+		struct rs_shadow *sh = *pp;
+		uint32_t res = residue(sh->fdb);
+		if (!res) {
+			*pp = sh->next;
+			rs_fdb_unref(sh->fdb);
+			free(sh);
+			continue;
+		}
+		pp = &sh->next;
+		uint32_t mask = res & (sh->events | EPOLLERR | EPOLLHUP);
+		bool seen = false;
+		for (int i = 0; i < n && !seen; i++) {
+			struct epoll_event e;
+			if (rs_safe_copy(&e, &evs[i], sizeof(e)) || e.data.u64 != sh->data.u64)
+				continue;
+			seen = true;
+			e.events |= mask;
+			if (rs_safe_copy(&evs[i], &e, sizeof(e))) {
+				pthread_mutex_unlock(&ep->lock);
+				return -EFAULT;
+			}
+			sh->edge = false;
+		}
+		if (seen || !mask || n >= max || ((sh->events & EPOLLET) && !sh->edge))
+			continue;
+		/* The kernel's item is not queued: the whole of tcp_poll's
+		 * answer, the socket's part asked of the socket. */
+		struct pollfd p = { sh->fd, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0 };
+		uint32_t now = RS_REAL(poll)(&p, 1, 0) == 1 ? (uint32_t)p.revents : 0;
+		struct epoll_event e = { mask | (now & (sh->events | EPOLLERR | EPOLLHUP)), sh->data };
+		if (rs_safe_copy(&evs[n], &e, sizeof(e))) {
+			pthread_mutex_unlock(&ep->lock);
+			return n ? n : -EFAULT;
+		}
+		n++;
+		sh->edge = false;
+		if (sh->events & EPOLLONESHOT)
+			sh->events &= EP_PRIVATE_BITS; /* reported once */
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return n;
+}
+
 #ifndef IORING_OP_EPOLL_WAIT
 #define IORING_OP_EPOLL_WAIT 59
 #endif
@@ -780,7 +1029,7 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 
 	rs_ring_lock(r);
 	pthread_mutex_lock(&ep->lock);
-	bool kernel_only = !ep->items;
+	bool kernel_only = !ep->items && !ep->shadows;
 	/* From here on an epoll_ctl on another thread wakes this one. */
 	sleeper_add(ep, &me, r);
 	pthread_mutex_unlock(&ep->lock);
@@ -848,6 +1097,15 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 			ep->kready = k > 0;
 			pthread_mutex_unlock(&ep->lock);
 			n += k;
+		}
+		if (ep->shadows) {
+			int s = shadows_merge(ep, evs, n, max);
+			if (s < 0 && !n) {
+				n = s;
+				break;
+			}
+			if (s > 0)
+				n = s;
 		}
 		if (!shim_first && n < max) {
 			pthread_mutex_lock(&ep->lock);
@@ -937,8 +1195,10 @@ void rs_epoll_number_hidden(int fd)
 	pthread_mutex_lock(&all_lock);
 	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next) {
 		pthread_mutex_lock(&ep->lock);
-		if (ep->nkernel && !RS_REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_DEL, fd, NULL))
+		if (ep->nkernel && !RS_REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_DEL, fd, NULL)) {
 			ep->nkernel--;
+			kreg_note(ep, EPOLL_CTL_DEL, fd, NULL);
+		}
 		pthread_mutex_unlock(&ep->lock);
 	}
 	pthread_mutex_unlock(&all_lock);
@@ -1010,6 +1270,17 @@ uint32_t rs_epoll_poll_ready(int epfd)
 			item_mask(it, __atomic_load_n(&it->fdb->ready, __ATOMIC_ACQUIRE));
 	pthread_mutex_unlock(&ep->lock);
 	return ready ? POLLIN : 0;
+}
+
+/* References to b held by shadows (for the fork child's recount; single
+ * threaded there, no locks). */
+unsigned rs_epoll_shadow_refs(const struct rs_fdb *b)
+{
+	unsigned n = 0;
+	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next)
+		for (struct rs_shadow *sh = ep->shadows; sh; sh = sh->next)
+			n += sh->fdb == b;
+	return n;
 }
 
 /* In a fork child every epoll instance is rebuilt lazily: its home ring

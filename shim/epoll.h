@@ -43,6 +43,9 @@ void rs_epoll_demote_fd(int epfd);
 struct rs_epitem;
 struct rs_epitem *rs_epitem_next_in_fdb(struct rs_epitem *it);
 void rs_epoll_after_fork_child(void);
+/* References to b held by registrations handed to the kernel with
+ * stashed bytes (the fork child recounts b's references). */
+unsigned rs_epoll_shadow_refs(const struct rs_fdb *b);
 /* Readiness of an epoll fd itself, for poll()/select() on it. */
 uint32_t rs_epoll_poll_ready(int epfd);
 

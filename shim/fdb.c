@@ -651,7 +651,7 @@ void rs_batch_after_fork_child(void)
 		unsigned items = 0;
 		for (struct rs_epitem *it = b->items; it; it = rs_epitem_next_in_fdb(it))
 			items++;
-		b->refs = b->nums + items;
+		b->refs = b->nums + items + rs_epoll_shadow_refs(b);
 		if (!b->refs) {
 			if (b->fd >= 0 && rs_internal_fd_is(b->fd)) {
 				rs_internal_fd_remove(b->fd);
