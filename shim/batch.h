@@ -170,6 +170,9 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b);
 /* Cancel the watch and wait for it to end (close: an armed poll holds the
  * file open). r->lock held. */
 void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);
+/* The same, but only if the watch is armed on r itself (r's thread exits:
+ * a watch another thread armed since on its own ring stays). */
+void rs_wb_watch_disarm_ring(struct rs_ring *r, struct rs_fdb *b);
 /* Take the socket's pending error, if any (b->lock held). */
 int rs_fdb_take_error(struct rs_fdb *b);
 /* A send or receive failed: the socket's error is now pending. */

@@ -450,14 +450,12 @@ void rs_batch_ring_exit(struct rs_ring *r)
 				b->rx_ring = NULL;
 				pthread_mutex_unlock(&b->lock);
 			}
-			if (b->watch_ring == r) {
-				/* The next write arms it again on its own ring. */
-				rs_wb_watch_disarm(r, b);
-				pthread_mutex_lock(&b->lock);
-				if (!b->watch_armed)
-					b->watch_ring = NULL;
-				pthread_mutex_unlock(&b->lock);
-			}
+			/* The next write arms it again on its own ring. */
+			rs_wb_watch_disarm_ring(r, b);
+			pthread_mutex_lock(&b->lock);
+			if (!b->watch_armed && b->watch_ring == r)
+				b->watch_ring = NULL;
+			pthread_mutex_unlock(&b->lock);
 			if (b->send_ring == r)
 				rs_wb_drain_bounded(r, b);
 			pthread_mutex_lock(&b->lock);

@@ -95,23 +95,20 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 	return direct;
 }
 
-void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+/* Cancel b's watch if it is armed on wr (wr->lock held, b->lock not) and
+ * wait until it has ended there. Returns false at once if the watch is not
+ * on wr: it may have fired and been armed again on another thread's ring
+ * between the caller's look and taking wr's lock, and a cancel sent to the
+ * wrong ring finds nothing (ENOENT) while watch_cancel_sent would stay set,
+ * so no one would ever cancel the real one: every waiter would wait forever
+ * (mt_limits under SQPOLL: an exiting thread in rs_batch_ring_exit). */
+static bool watch_cancel_on(struct rs_ring *wr, struct rs_fdb *b)
 {
-	pthread_mutex_lock(&b->lock);
-	bool armed = b->watch_armed;
-	struct rs_ring *wr = b->watch_ring;
-	pthread_mutex_unlock(&b->lock);
-	if (!armed || !wr)
-		return;
-	if (wr != r) {
-		rs_ring_unlock(r);
-		rs_ring_lock(wr);
-	}
 	for (;;) {
 		rs_ring_reap(wr);
 		pthread_mutex_lock(&b->lock);
-		armed = b->watch_armed;
-		if (armed && !b->watch_cancel_sent) {
+		bool here = b->watch_armed && b->watch_ring == wr;
+		if (here && !b->watch_cancel_sent) {
 			/* (a full SQ: the wait below makes room) */
 			struct io_uring_sqe *sqe = rs_ring_sqe(wr);
 			if (sqe) {
@@ -121,17 +118,47 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 			}
 		}
 		pthread_mutex_unlock(&b->lock);
-		if (!armed)
-			break;
+		if (!here)
+			return true;
 		/* Bounded: another thread may be waiting on wr too and reap
 		 * the completion we wait for; then no new one comes. */
 		struct __kernel_timespec ts = { 0, 1000000 };
 		rs_ring_wait_any(wr, &ts, NULL);
 	}
-	if (wr != r) {
-		rs_ring_unlock(wr);
-		rs_ring_lock(r);
+}
+
+/* only: disarm only a watch armed on that ring (its thread exits), or
+ * NULL: wherever it is. r->lock held. */
+static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *only)
+{
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		bool armed = b->watch_armed;
+		struct rs_ring *wr = b->watch_ring;
+		pthread_mutex_unlock(&b->lock);
+		if (!armed || !wr || (only && wr != only))
+			return;
+		if (wr != r) {
+			rs_ring_unlock(r);
+			rs_ring_lock(wr);
+		}
+		watch_cancel_on(wr, b);
+		if (wr != r) {
+			rs_ring_unlock(wr);
+			rs_ring_lock(r);
+		}
+		/* Ended on wr; look again in case it had moved on meanwhile. */
 	}
+}
+
+void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	watch_disarm(r, b, NULL);
+}
+
+void rs_wb_watch_disarm_ring(struct rs_ring *r, struct rs_fdb *b)
+{
+	watch_disarm(r, b, r);
 }
 
 /* The send SQE prepared earlier is still in r's SQ, not yet seen by the
