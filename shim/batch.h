@@ -102,6 +102,9 @@ struct rs_fdb {
 	 * kernel would answer it (a reset, the peer gone) without asking. */
 	bool watch_armed, watch_cancel_sent;
 	struct rs_ring *watch_ring;
+	/* The watch ring's SQ tail just past the watch's SQE: the kernel has
+	 * taken the watch once the SQ head reaches it. */
+	unsigned watch_seq;
 	struct rs_op watch_op;
 	/* The socket's pending error (sk_err), from a queued send or the
 	 * receive: reported once, by the next read, write or SO_ERROR. */

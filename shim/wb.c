@@ -66,7 +66,45 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->watch_op.complete = watch_done;
 	b->watch_armed = true;
 	b->watch_ring = r;
+	b->watch_seq = r->uring.sq.sqe_tail;
 	rs_fdb_ref(b);
+	return true;
+}
+
+/* Under SQPOLL the watch lags behind the socket: its poll is taken from
+ * the SQ by the kernel thread some time after we prepared it, and its
+ * wake-up (an RST, a FIN) runs as task work on that thread, so the CQE
+ * comes some microseconds after the kernel already knows — while natively
+ * the very next write fails. Where the watch may not have seen the socket's
+ * state yet, it is asked directly (one poll with a zero timeout, which takes
+ * nothing from the socket): when the watch's SQE is not consumed yet, and
+ * for the first write of a burst (nothing queued or in flight: the queue's
+ * later writes follow it within one flush). Writes queued behind others pay
+ * nothing. Without SQPOLL the wake-up sets IORING_SQ_TASKRUN at once
+ * (rs_ring_has_news), and the poke that arms the watch runs it inline.
+ * r->lock held, b->lock not. */
+static bool sqpoll_state_check(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool ask = false;
+	if (!(b->flags & (FDB_WRITE_DIRECT | FDB_CLOSED)) && b->fd >= 0) {
+		struct rs_ring *wr = b->watch_armed ? b->watch_ring : NULL;
+		bool idle = !b->wq.bytes && !b->send_busy;
+		bool unconsumed = wr && (int)(io_uring_smp_load_acquire(wr->uring.sq.khead) -
+					      b->watch_seq) < 0;
+		ask = idle || unconsumed || !wr;
+	}
+	int fd = b->fd;
+	pthread_mutex_unlock(&b->lock);
+	(void)r;
+	if (!ask)
+		return false;
+	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+	if (RS_REAL(poll)(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLERR | POLLHUP | POLLRDHUP)))
+		return false;
+	pthread_mutex_lock(&b->lock);
+	b->flags |= FDB_WRITE_DIRECT; /* what the watch does when it fires */
+	pthread_mutex_unlock(&b->lock);
 	return true;
 }
 
@@ -92,6 +130,8 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 	pthread_mutex_lock(&b->lock);
 	bool direct = b->flags & FDB_WRITE_DIRECT;
 	pthread_mutex_unlock(&b->lock);
+	if (!direct && r->sqpoll)
+		direct = sqpoll_state_check(r, b);
 	return direct;
 }
 
