@@ -86,18 +86,20 @@ static inline bool rs_borrow_for(int fd, enum rs_ring_unavailable u)
 }
 
 /* The same for the entry points that do not go through rs_begin (epoll,
- * poll, select): borrows when this thread has no ring and fd (-1: any
- * call) has shim state. */
+ * poll, select): borrows when this thread has no ring and fd has shim
+ * state (-1: the caller has checked the set). */
 static inline bool rs_borrow_if_ringless(int fd)
 {
 	if (rs_cfg.mode != RS_MODE_BATCH || rs_tls_ring || rs_tls_borrowed || rs_depth)
 		return false;
+	/* Checked first: rs_ring_get makes this thread's ring if it can,
+	 * which a call on the kernel's own state has no need for. */
+	if (fd >= 0 && !rs_fd_has_batch(fd))
+		return false;
 	enum rs_ring_unavailable u;
 	if (rs_ring_get(&u))
 		return false;
-	if (fd < 0)
-		return u != RS_RING_NO_URING && rs_ring_borrow() != NULL;
-	return rs_borrow_for(fd, u);
+	return u != RS_RING_NO_URING && rs_ring_borrow() != NULL;
 }
 
 /* Decide how this call is served: c->ring set and c->io a ring backend, or
