@@ -102,6 +102,9 @@ struct rs_fdb {
 	 * kernel would answer it (a reset, the peer gone) without asking. */
 	bool watch_armed, watch_cancel_sent;
 	struct rs_ring *watch_ring;
+	/* The watch ring's SQ tail just past the watch's SQE: the kernel has
+	 * taken the watch once the SQ head reaches it. */
+	unsigned watch_seq;
 	struct rs_op watch_op;
 	/* The socket's pending error (sk_err), from a queued send or the
 	 * receive: reported once, by the next read, write or SO_ERROR. */
@@ -170,6 +173,9 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b);
 /* Cancel the watch and wait for it to end (close: an armed poll holds the
  * file open). r->lock held. */
 void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);
+/* The same, but only if the watch is armed on r itself (r's thread exits:
+ * a watch another thread armed since on its own ring stays). */
+void rs_wb_watch_disarm_ring(struct rs_ring *r, struct rs_fdb *b);
 /* Take the socket's pending error, if any (b->lock held). */
 int rs_fdb_take_error(struct rs_fdb *b);
 /* A send or receive failed: the socket's error is now pending. */

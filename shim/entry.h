@@ -64,12 +64,51 @@ static inline void rs_note_passthrough(enum rs_counter why, int fd)
 			    rs_counter_name(why), fd);
 }
 
+/* fd has state in the shim (batch mode: stash, write-behind queue, accept
+ * queue, or it is an emulated epoll instance). */
+static inline bool rs_fd_has_batch(int fd)
+{
+	struct rs_fd *e = rs_fd_peek(fd);
+	return e && __atomic_load_n(&e->batch, __ATOMIC_ACQUIRE);
+}
+
+/* A thread without a ring of its own (RINGSHIM_MAX_RINGS reached, or its
+ * ring could not be made) must not pass a call on shim state to libc: the
+ * call would skip bytes stashed or queued by other threads, or an emulated
+ * epoll's events. It borrows the lending ring instead (rs_ring_borrow) and
+ * returns it with rs_ring_borrow_end. True if it borrowed. */
+static inline bool rs_borrow_for(int fd, enum rs_ring_unavailable u)
+{
+	if (rs_cfg.mode != RS_MODE_BATCH || u == RS_RING_NO_URING || rs_tls_borrowed ||
+	    !rs_fd_has_batch(fd))
+		return false;
+	return rs_ring_borrow() != NULL;
+}
+
+/* The same for the entry points that do not go through rs_begin (epoll,
+ * poll, select): borrows when this thread has no ring and fd has shim
+ * state (-1: the caller has checked the set). */
+static inline bool rs_borrow_if_ringless(int fd)
+{
+	if (rs_cfg.mode != RS_MODE_BATCH || rs_tls_ring || rs_tls_borrowed || rs_depth)
+		return false;
+	/* Checked first: rs_ring_get makes this thread's ring if it can,
+	 * which a call on the kernel's own state has no need for. */
+	if (fd >= 0 && !rs_fd_has_batch(fd))
+		return false;
+	enum rs_ring_unavailable u;
+	if (rs_ring_get(&u))
+		return false;
+	return u != RS_RING_NO_URING && rs_ring_borrow() != NULL;
+}
+
 /* Decide how this call is served: c->ring set and c->io a ring backend, or
  * c->ring NULL and c->io the passthrough backend. */
 static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enum rs_opk opk)
 {
 	c->fd = fd;
 	c->held_fd = -1;
+	c->borrowed = false;
 	c->ring = NULL;
 	c->io = &rs_io_passthrough;
 	c->served = RS_C_served_ring;
@@ -90,8 +129,12 @@ static inline void rs_begin(struct rs_call *c, enum rs_counter call, int fd, enu
 	enum rs_ring_unavailable u;
 	struct rs_ring *r = rs_ring_get(&u);
 	if (unlikely(!r)) {
-		rs_note_passthrough(u == RS_RING_CAP ? RS_C_pt_ring_cap : RS_C_pt_fallback, fd);
-		return;
+		if (!rs_borrow_for(fd, u)) {
+			rs_note_passthrough(u == RS_RING_CAP ? RS_C_pt_ring_cap : RS_C_pt_fallback, fd);
+			return;
+		}
+		r = rs_tls_borrowed;
+		c->borrowed = true;
 	}
 	c->ring = r;
 	c->io = rs_mode_io;
@@ -108,6 +151,8 @@ static inline ssize_t rs_end(struct rs_call *c, ssize_t res)
 	if (unlikely(c->held_fd >= 0))
 		rs_call_drop_held(c);
 	if (c->ring) {
+		if (unlikely(c->borrowed))
+			rs_ring_borrow_end();
 		rs_depth--;
 		if (c->served >= RS_C_PT_FIRST && c->served < RS_C_served_ring)
 			rs_note_passthrough(c->served, c->fd);

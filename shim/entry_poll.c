@@ -61,7 +61,14 @@ RS_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	if (rs_ready()) {
 		rs_count(RS_C_call_epoll_ctl);
 		int saved = errno, out;
-		if (batch() && finish(rs_epoll_ctl(epfd, op, fd, ev), &out)) {
+		bool borrowed = batch() && rs_borrow_if_ringless(epfd);
+		bool done = batch() && finish(rs_epoll_ctl(epfd, op, fd, ev), &out);
+		if (borrowed) {
+			int e = errno;
+			rs_ring_borrow_end();
+			errno = e;
+		}
+		if (done) {
 			if (out >= 0)
 				errno = saved;
 			return out;
@@ -78,7 +85,14 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max, const struct
 		return 0;
 	rs_count(RS_C_call_epoll_wait);
 	int saved = errno, out;
-	if (batch() && finish(rs_epoll_wait(epfd, evs, max, ts, mask), &out)) {
+	bool borrowed = batch() && rs_borrow_if_ringless(epfd);
+	bool done = batch() && finish(rs_epoll_wait(epfd, evs, max, ts, mask), &out);
+	if (borrowed) {
+		int e = errno;
+		rs_ring_borrow_end();
+		errno = e;
+	}
+	if (done) {
 		*handled = true;
 		if (out >= 0)
 			errno = saved;
@@ -121,6 +135,20 @@ RS_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
 	return handled ? r : RS_REAL(epoll_pwait2)(epfd, evs, max, timeout, mask);
 }
 
+/* Whether a poll set holds an fd with shim state: only then does a thread
+ * without a ring borrow one for it. */
+static bool poll_set_has_batch(const struct pollfd *fds, nfds_t n)
+{
+	for (nfds_t i = 0; i < n; i++) {
+		int fd;
+		if (rs_safe_copy(&fd, &fds[i].fd, sizeof(fd)))
+			return false; /* the real call reports EFAULT */
+		if (fd >= 0 && rs_fd_has_batch(fd))
+			return true;
+	}
+	return false;
+}
+
 static bool poll_common(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 			const sigset_t *mask, int *out)
 {
@@ -128,7 +156,15 @@ static bool poll_common(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		return false;
 	rs_count(RS_C_call_poll);
 	int saved = errno;
-	if (batch() && finish(rs_poll(fds, n, ts, mask), out)) {
+	bool borrowed = batch() && !rs_tls_ring && poll_set_has_batch(fds, n) &&
+			rs_borrow_if_ringless(-1);
+	bool done = batch() && finish(rs_poll(fds, n, ts, mask), out);
+	if (borrowed) {
+		int e = errno;
+		rs_ring_borrow_end();
+		errno = e;
+	}
+	if (done) {
 		if (*out >= 0)
 			errno = saved;
 		return true;
@@ -176,7 +212,17 @@ static bool select_common(int n, fd_set *r, fd_set *w, fd_set *e, const struct t
 		return false;
 	rs_count(RS_C_call_select);
 	int saved = errno;
-	if (batch() && finish(rs_select(n, r, w, e, ts, mask, left), out)) {
+	bool any = false;
+	for (int fd = 0; fd < n && !any && batch() && !rs_tls_ring; fd++)
+		any = rs_fd_has_batch(fd);
+	bool borrowed = any && rs_borrow_if_ringless(-1);
+	bool done = batch() && finish(rs_select(n, r, w, e, ts, mask, left), out);
+	if (borrowed) {
+		int en = errno;
+		rs_ring_borrow_end();
+		errno = en;
+	}
+	if (done) {
 		if (*out >= 0)
 			errno = saved;
 		return true;

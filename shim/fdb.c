@@ -397,6 +397,9 @@ void rs_batch_flush_all(bool wait)
 {
 	enum rs_ring_unavailable why;
 	struct rs_ring *r = rs_ring_get(&why);
+	/* A thread without a ring (exit or exec called there) waits for the
+	 * other threads' queued bytes on the lending ring. */
+	bool borrowed = !r && wait && why != RS_RING_NO_URING && (r = rs_ring_borrow()) != NULL;
 	if (!r)
 		return;
 	if (!wait) {
@@ -425,6 +428,8 @@ void rs_batch_flush_all(bool wait)
 		if (n < 256)
 			break;
 	}
+	if (borrowed)
+		rs_ring_borrow_end();
 }
 
 static bool on_ring(struct rs_fdb *b, void *arg)
@@ -450,14 +455,12 @@ void rs_batch_ring_exit(struct rs_ring *r)
 				b->rx_ring = NULL;
 				pthread_mutex_unlock(&b->lock);
 			}
-			if (b->watch_ring == r) {
-				/* The next write arms it again on its own ring. */
-				rs_wb_watch_disarm(r, b);
-				pthread_mutex_lock(&b->lock);
-				if (!b->watch_armed)
-					b->watch_ring = NULL;
-				pthread_mutex_unlock(&b->lock);
-			}
+			/* The next write arms it again on its own ring. */
+			rs_wb_watch_disarm_ring(r, b);
+			pthread_mutex_lock(&b->lock);
+			if (!b->watch_armed && b->watch_ring == r)
+				b->watch_ring = NULL;
+			pthread_mutex_unlock(&b->lock);
 			if (b->send_ring == r)
 				rs_wb_drain_bounded(r, b);
 			pthread_mutex_lock(&b->lock);

@@ -29,6 +29,9 @@ struct rs_call {
 	 * call waited on it (-1: none): the call goes on with the file, as a
 	 * blocked system call would. Closed by rs_end(). */
 	int held_fd;
+	/* The thread has no ring of its own and borrowed the lending ring
+	 * for this call (rs_ring_borrow); rs_end gives it back. */
+	bool borrowed;
 };
 
 /* Close the call's held copy of its fd (io_strict.c). */

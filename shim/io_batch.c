@@ -109,6 +109,21 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 		*handled = false;
 		return 0;
 	}
+	if (n > 0 && c->borrowed) {
+		/* A borrower has no flush point of its own later on: its bytes
+		 * go to the kernel before the call returns. The lending ring
+		 * is submitted by rs_ring_borrow_end; a send still prepared in
+		 * another thread's ring (the queue's head) is submitted here. */
+		pthread_mutex_lock(&b->lock);
+		struct rs_ring *sr = b->send_busy ? b->send_ring : NULL;
+		pthread_mutex_unlock(&b->lock);
+		if (sr && sr != c->ring) {
+			rs_ring_lock(sr);
+			rs_ring_poke(sr);
+			rs_ring_reap(sr);
+			rs_ring_unlock(sr);
+		}
+	}
 	if (n == -EPIPE && sigpipe)
 		rs_raise_sigpipe(NULL);
 	if (n >= 0)

@@ -20,12 +20,16 @@
 #endif
 
 RS_TLS struct rs_ring *rs_tls_ring;
+RS_TLS struct rs_ring *rs_tls_borrowed;
 /* Why this thread has no ring, so a failure is not retried on every call. */
 static RS_TLS enum rs_ring_unavailable tls_unavailable;
 
 static bool process_no_uring;
 static unsigned live_rings;
 static struct rs_ring *live_list;
+/* The ring lent to threads without one (rs_ring_borrow); set once, under
+ * live_lock, read without it. */
+static struct rs_ring *lender;
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* SQ polling threads to share (IORING_SETUP_ATTACH_WQ): the fds of the
@@ -149,8 +153,10 @@ static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_comple
 	}
 	int fd = r->uring.ring_fd;
 	/* The registered index is the owner thread's: another thread working
-	 * on this ring (closing one of its fds, say) enters through the fd. */
-	if ((r->uring.int_flags & 1 /* liburing's INT_FLAG_REG_RING */) && rs_tls_ring == r) {
+	 * on this ring (closing one of its fds, say, or borrowing it) enters
+	 * through the fd. Only the owner looks at int_flags: a lent ring's
+	 * next owner registers it while borrowers use it. */
+	if (rs_tls_ring == r && (r->uring.int_flags & 1 /* liburing's INT_FLAG_REG_RING */)) {
 		fd = r->uring.enter_ring_fd;
 		flags |= IORING_ENTER_REGISTERED_RING;
 	}
@@ -216,7 +222,7 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 		if (r->sqpoll) {
 			/* Wait for the SQ thread to make room. */
 			unsigned fl = IORING_ENTER_SQ_WAIT | IORING_ENTER_SQ_WAKEUP;
-			bool reg = (r->uring.int_flags & 1) && rs_tls_ring == r;
+			bool reg = rs_tls_ring == r && (r->uring.int_flags & 1);
 			int fd = reg ? r->uring.enter_ring_fd : r->uring.ring_fd;
 			io_uring_enter2((unsigned)fd, n, 0, fl | (reg ? IORING_ENTER_REGISTERED_RING : 0),
 					NULL, 0);
@@ -488,7 +494,7 @@ static bool ring_pool_put(struct rs_ring *r)
 		return false;
 	bool kept = false;
 	pthread_mutex_lock(&live_lock);
-	if (ring_pool_n < RING_POOL_MAX) {
+	if (ring_pool_n < RING_POOL_MAX && !r->lent) {
 		/* The ring fd registration belonged to the exiting task. */
 		r->uring.int_flags &= ~1u; /* liburing's INT_FLAG_REG_RING */
 		r->uring.enter_ring_fd = r->uring.ring_fd;
@@ -522,8 +528,75 @@ static struct rs_ring *ring_pool_get(void)
 	return r;
 }
 
+/* The lending ring, when the thread that owned it has exited: this thread
+ * makes it its own (it still counts towards RINGSHIM_MAX_RINGS, so a
+ * thread started after a ring holder exited gets a ring, as before there
+ * was lending). Borrowers go on using it meanwhile. */
+static struct rs_ring *lender_take_over(void)
+{
+	struct rs_ring *r = __atomic_load_n(&lender, __ATOMIC_ACQUIRE);
+	if (!r)
+		return NULL;
+	pthread_mutex_lock(&live_lock);
+	bool mine = r->orphan;
+	if (mine) {
+		r->orphan = false;
+		r->owner_tid = (pid_t)syscall(SYS_gettid);
+	}
+	pthread_mutex_unlock(&live_lock);
+	if (!mine)
+		return NULL;
+	io_uring_register_ring_fd(&r->uring);
+	rs_tls_ring = r;
+	rs_thread_note_state();
+	return r;
+}
+
+struct rs_ring *rs_ring_borrow(void)
+{
+	struct rs_ring *r = __atomic_load_n(&lender, __ATOMIC_ACQUIRE);
+	if (!r) {
+		/* The main thread's ring, or else the oldest live ring
+		 * (live_list is newest first): event loops and the state
+		 * they armed (receives, the epoll instance's home) are most
+		 * often there, so borrowers need not move them. */
+		pthread_mutex_lock(&live_lock);
+		r = lender;
+		if (!r) {
+			pid_t main_tid = getpid();
+			for (struct rs_ring *x = live_list; x; x = x->next_live) {
+				r = x;
+				if (x->owner_tid == main_tid)
+					break;
+			}
+			if (r) {
+				r->lent = true;
+				__atomic_store_n(&lender, r, __ATOMIC_RELEASE);
+			}
+		}
+		pthread_mutex_unlock(&live_lock);
+	}
+	rs_tls_borrowed = r;
+	return r;
+}
+
+void rs_ring_borrow_end(void)
+{
+	struct rs_ring *r = rs_tls_borrowed;
+	if (!r)
+		return;
+	rs_tls_borrowed = NULL;
+	rs_ring_lock(r);
+	if (r->uring.sq.sqe_tail != r->uring.sq.sqe_head)
+		rs_ring_poke(r);
+	rs_ring_reap(r);
+	rs_ring_unlock(r);
+}
+
 struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 {
+	if (rs_tls_borrowed)
+		return rs_tls_borrowed;
 	if (process_no_uring) {
 		*why = RS_RING_NO_URING;
 		return NULL;
@@ -541,6 +614,9 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 		return pooled;
 	if (__atomic_add_fetch(&live_rings, 1, __ATOMIC_ACQ_REL) > rs_cfg.max_rings) {
 		__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
+		struct rs_ring *orphan = lender_take_over();
+		if (orphan)
+			return orphan;
 		rs_log_once(LOG_ONCE_CAP, RS_LOG_INFO,
 			    "RINGSHIM_MAX_RINGS=%u reached: further threads pass through to libc",
 			    rs_cfg.max_rings);
@@ -614,9 +690,9 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 	return r;
 }
 
-static void unlink_live(struct rs_ring *r)
+/* live_lock held. */
+static void unlink_live_locked(struct rs_ring *r)
 {
-	pthread_mutex_lock(&live_lock);
 	for (struct rs_ring **p = &live_list; *p; p = &(*p)->next_live) {
 		if (*p == r) {
 			*p = r->next_live;
@@ -638,7 +714,6 @@ static void unlink_live(struct rs_ring *r)
 			sq_anchors[i] = sq_anchors[--sq_anchor_count];
 		break;
 	}
-	pthread_mutex_unlock(&live_lock);
 }
 
 char *rs_ring_bounce(struct rs_ring *r)
@@ -676,7 +751,24 @@ void rs_ring_thread_exit(void)
 	rs_ring_unlock(r);
 	if (ring_pool_put(r))
 		return;
-	unlink_live(r);
+	pthread_mutex_lock(&live_lock);
+	bool lent = r->lent;
+	if (lent) {
+		/* Borrowers may be inside calls on it: it stays, ownerless,
+		 * until a new thread takes it over (lender_take_over). The
+		 * ring fd registration belonged to this task. */
+		r->uring.int_flags &= ~1u; /* liburing's INT_FLAG_REG_RING */
+		r->uring.enter_ring_fd = r->uring.ring_fd;
+		r->owner_tid = 0;
+		r->orphan = true;
+	} else {
+		/* In the same hold of live_lock as the check: from here no
+		 * borrower can pick it as the lender. */
+		unlink_live_locked(r);
+	}
+	pthread_mutex_unlock(&live_lock);
+	if (lent)
+		return;
 	destroy_ring(r);
 	__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
 	rs_gauge_add(RS_G_RINGS_LIVE, -1);
@@ -696,6 +788,8 @@ void rs_ring_after_fork_child(void)
 	}
 	live_rings = 0;
 	ring_pool_n = 0;
+	lender = NULL;
+	rs_tls_borrowed = NULL;
 	sq_anchor_count = 0;
 	rs_tls_ring = NULL;
 	tls_unavailable = RS_RING_OK;

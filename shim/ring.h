@@ -43,6 +43,11 @@ struct rs_ring {
 	bool files_registered; /* sparse direct-descriptor table (accept queue) */
 	bool sqpoll;	       /* a kernel thread submits: no enter to submit */
 	unsigned sq_group;     /* which SQ thread (rings sharing one: same) */
+	/* The ring threads without one borrow (rs_ring_borrow): it is never
+	 * destroyed while the process lives. Under live_lock. */
+	bool lent;
+	bool orphan; /* lent, and its thread has exited: the next new thread
+		      * that finds RINGSHIM_MAX_RINGS reached takes it over */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
 
@@ -88,9 +93,12 @@ enum rs_ring_unavailable {
 };
 
 extern RS_TLS struct rs_ring *rs_tls_ring;
+/* The ring this ring-less thread borrowed for the call it is in, or NULL. */
+extern RS_TLS struct rs_ring *rs_tls_borrowed;
 
-/* This thread's ring, created on first use. NULL with *why set when the
- * call must pass through instead. */
+/* This thread's ring, created on first use (or the ring it borrowed for
+ * the current call). NULL with *why set when the call must pass through
+ * instead. */
 struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why);
 static inline struct rs_ring *rs_ring_get(enum rs_ring_unavailable *why)
 {
@@ -142,6 +150,18 @@ bool rs_ring_sqpoll_active(void);
 /* Kernel capabilities found when the first ring was made. */
 bool rs_ring_op_supported(int opcode);
 extern bool rs_ring_accept_dontwait;
+
+/* Batch mode, a thread without a ring of its own (RINGSHIM_MAX_RINGS
+ * reached, or its ring could not be made) calling on an fd the shim holds
+ * state for (stash, write-behind queue, accept queue, emulated epoll):
+ * passing the call to libc would skip that state, so the call is served on
+ * the process's lending ring instead, exactly as a thread with a ring would
+ * be served. Until rs_ring_borrow_end, rs_ring_get returns it. NULL when
+ * there is no ring at all to lend. */
+struct rs_ring *rs_ring_borrow(void);
+/* The borrowed call ends: what it prepared is submitted now (the borrower
+ * has no flush point of its own later on), and rs_ring_get forgets it. */
+void rs_ring_borrow_end(void);
 
 void rs_ring_thread_exit(void);
 void rs_ring_after_fork_child(void);

@@ -208,8 +208,14 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 		b->rx_paused = true;
 		submit_cancel(r, b);
 	}
-	if (!more && res != -ECANCELED)
-		rs_rx_arm(r, b); /* buffers ran out, or the CQ overflowed */
+	/* Re-armed when buffers ran out or the CQ overflowed, and when it was
+	 * cancelled by nobody here: the kernel ends a poll-driven request
+	 * with ECANCELED once the task that submitted it has exited (a
+	 * thread that submitted this ring's SQ while borrowing it, or while
+	 * closing or writing on another thread's fd). */
+	bool foreign_cancel = res == -ECANCELED && !b->rx_cancel_sent;
+	if (!more && (res != -ECANCELED || foreign_cancel))
+		rs_rx_arm(r, b);
 	/* Bytes wake readers (IN); EOF or an error is a state change that
 	 * wakes everyone; running out of buffers or a cancel is no event. */
 	bool state = !more && res != -ENOBUFS && res != -ECANCELED;

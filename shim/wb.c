@@ -66,7 +66,45 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->watch_op.complete = watch_done;
 	b->watch_armed = true;
 	b->watch_ring = r;
+	b->watch_seq = r->uring.sq.sqe_tail;
 	rs_fdb_ref(b);
+	return true;
+}
+
+/* Under SQPOLL the watch lags behind the socket: its poll is taken from
+ * the SQ by the kernel thread some time after we prepared it, and its
+ * wake-up (an RST, a FIN) runs as task work on that thread, so the CQE
+ * comes some microseconds after the kernel already knows — while natively
+ * the very next write fails. Where the watch may not have seen the socket's
+ * state yet, it is asked directly (one poll with a zero timeout, which takes
+ * nothing from the socket): when the watch's SQE is not consumed yet, and
+ * for the first write of a burst (nothing queued or in flight: the queue's
+ * later writes follow it within one flush). Writes queued behind others pay
+ * nothing. Without SQPOLL the wake-up sets IORING_SQ_TASKRUN at once
+ * (rs_ring_has_news), and the poke that arms the watch runs it inline.
+ * r->lock held, b->lock not. */
+static bool sqpoll_state_check(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool ask = false;
+	if (!(b->flags & (FDB_WRITE_DIRECT | FDB_CLOSED)) && b->fd >= 0) {
+		struct rs_ring *wr = b->watch_armed ? b->watch_ring : NULL;
+		bool idle = !b->wq.bytes && !b->send_busy;
+		bool unconsumed = wr && (int)(io_uring_smp_load_acquire(wr->uring.sq.khead) -
+					      b->watch_seq) < 0;
+		ask = idle || unconsumed || !wr;
+	}
+	int fd = b->fd;
+	pthread_mutex_unlock(&b->lock);
+	(void)r;
+	if (!ask)
+		return false;
+	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+	if (RS_REAL(poll)(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLERR | POLLHUP | POLLRDHUP)))
+		return false;
+	pthread_mutex_lock(&b->lock);
+	b->flags |= FDB_WRITE_DIRECT; /* what the watch does when it fires */
+	pthread_mutex_unlock(&b->lock);
 	return true;
 }
 
@@ -92,26 +130,25 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 	pthread_mutex_lock(&b->lock);
 	bool direct = b->flags & FDB_WRITE_DIRECT;
 	pthread_mutex_unlock(&b->lock);
+	if (!direct && r->sqpoll)
+		direct = sqpoll_state_check(r, b);
 	return direct;
 }
 
-void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+/* Cancel b's watch if it is armed on wr (wr->lock held, b->lock not) and
+ * wait until it has ended there. Returns false at once if the watch is not
+ * on wr: it may have fired and been armed again on another thread's ring
+ * between the caller's look and taking wr's lock, and a cancel sent to the
+ * wrong ring finds nothing (ENOENT) while watch_cancel_sent would stay set,
+ * so no one would ever cancel the real one: every waiter would wait forever
+ * (mt_limits under SQPOLL: an exiting thread in rs_batch_ring_exit). */
+static bool watch_cancel_on(struct rs_ring *wr, struct rs_fdb *b)
 {
-	pthread_mutex_lock(&b->lock);
-	bool armed = b->watch_armed;
-	struct rs_ring *wr = b->watch_ring;
-	pthread_mutex_unlock(&b->lock);
-	if (!armed || !wr)
-		return;
-	if (wr != r) {
-		rs_ring_unlock(r);
-		rs_ring_lock(wr);
-	}
 	for (;;) {
 		rs_ring_reap(wr);
 		pthread_mutex_lock(&b->lock);
-		armed = b->watch_armed;
-		if (armed && !b->watch_cancel_sent) {
+		bool here = b->watch_armed && b->watch_ring == wr;
+		if (here && !b->watch_cancel_sent) {
 			/* (a full SQ: the wait below makes room) */
 			struct io_uring_sqe *sqe = rs_ring_sqe(wr);
 			if (sqe) {
@@ -121,17 +158,47 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 			}
 		}
 		pthread_mutex_unlock(&b->lock);
-		if (!armed)
-			break;
+		if (!here)
+			return true;
 		/* Bounded: another thread may be waiting on wr too and reap
 		 * the completion we wait for; then no new one comes. */
 		struct __kernel_timespec ts = { 0, 1000000 };
 		rs_ring_wait_any(wr, &ts, NULL);
 	}
-	if (wr != r) {
-		rs_ring_unlock(wr);
-		rs_ring_lock(r);
+}
+
+/* only: disarm only a watch armed on that ring (its thread exits), or
+ * NULL: wherever it is. r->lock held. */
+static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *only)
+{
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		bool armed = b->watch_armed;
+		struct rs_ring *wr = b->watch_ring;
+		pthread_mutex_unlock(&b->lock);
+		if (!armed || !wr || (only && wr != only))
+			return;
+		if (wr != r) {
+			rs_ring_unlock(r);
+			rs_ring_lock(wr);
+		}
+		watch_cancel_on(wr, b);
+		if (wr != r) {
+			rs_ring_unlock(wr);
+			rs_ring_lock(r);
+		}
+		/* Ended on wr; look again in case it had moved on meanwhile. */
 	}
+}
+
+void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	watch_disarm(r, b, NULL);
+}
+
+void rs_wb_watch_disarm_ring(struct rs_ring *r, struct rs_fdb *b)
+{
+	watch_disarm(r, b, r);
 }
 
 /* The send SQE prepared earlier is still in r's SQ, not yet seen by the
