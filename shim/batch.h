@@ -96,7 +96,9 @@ struct rs_fdb {
 	struct msghdr send_msg;
 	struct iovec send_iov[RS_WB_IOV];
 	struct rs_op send_op;
-	bool pollout_armed;
+	/* A POLLOUT poll: the socket was full; also what drops EPOLLOUT
+	 * from the shim's readiness until the kernel has room again. */
+	bool pollout_armed, pollout_cancel_sent;
 	struct rs_op pollout_op;
 	/* The watch: a poll for ERR|HUP|RDHUP, so that a write knows what the
 	 * kernel would answer it (a reset, the peer gone) without asking. */
@@ -170,6 +172,15 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b);
 /* Cancel the watch and wait for it to end (close: an armed poll holds the
  * file open). r->lock held. */
 void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);
+/* A send to b went to the kernel itself (out of memory to queue it, or
+ * the watch fired) and the socket took only part, or nothing: arm a
+ * POLLOUT poll so that the shim's readiness drops EPOLLOUT until the
+ * kernel reports room, as its own poll would. r->lock held, b->lock not. */
+void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b);
+/* Cancel a POLLOUT poll that has no queued bytes behind it and wait for
+ * it to end (close: the poll holds the file open; thread exit: the ring
+ * goes). r->lock held. */
+void rs_wb_pollout_disarm(struct rs_ring *r, struct rs_fdb *b);
 /* Take the socket's pending error, if any (b->lock held). */
 int rs_fdb_take_error(struct rs_fdb *b);
 /* A send or receive failed: the socket's error is now pending. */

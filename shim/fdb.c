@@ -235,6 +235,7 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	pthread_mutex_unlock(&b->lock);
 	rs_rx_disarm(r, b);
 	rs_wb_watch_disarm(r, b);
+	rs_wb_pollout_disarm(r, b);
 	if (b->flags & FDB_LISTEN)
 		rs_acq_close(r, b);
 	rs_epoll_forget_fdb(b);
@@ -264,6 +265,7 @@ static void stale_batch(int fd, uint32_t old_state, void *batch)
 			pthread_mutex_unlock(&b->lock);
 			rs_rx_disarm(r, b);
 			rs_wb_watch_disarm(r, b);
+			rs_wb_pollout_disarm(r, b);
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
@@ -458,8 +460,13 @@ void rs_batch_ring_exit(struct rs_ring *r)
 					b->watch_ring = NULL;
 				pthread_mutex_unlock(&b->lock);
 			}
-			if (b->send_ring == r)
+			if (b->send_ring == r) {
 				rs_wb_drain_bounded(r, b);
+				/* A poll for room with nothing queued (sends
+				 * went to the kernel itself) would die with
+				 * the ring and keep EPOLLOUT away for good. */
+				rs_wb_pollout_disarm(r, b);
+			}
 			pthread_mutex_lock(&b->lock);
 			if (b->send_ring == r && !b->send_busy && !b->pollout_armed)
 				b->send_ring = NULL;
@@ -642,7 +649,7 @@ void rs_batch_after_fork_child(void)
 		rs_bq_clear(&b->wq);
 		b->send_ring = b->rx_ring = NULL;
 		b->send_sqe = NULL;
-		b->send_busy = b->pollout_armed = false;
+		b->send_busy = b->pollout_armed = b->pollout_cancel_sent = false;
 		b->watch_armed = b->watch_cancel_sent = false;
 		b->watch_ring = NULL;
 		b->rx_armed = b->rx_cancel_sent = b->rx_paused = false;

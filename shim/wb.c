@@ -95,14 +95,12 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 	return direct;
 }
 
-void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+/* Cancel a poll of b armed on ring wr (*armed, *cancel_sent and the op
+ * are b's fields, read under b->lock) and wait for it to end. r->lock
+ * held. */
+static void poll_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *wr, bool *armed_p,
+			bool *cancel_sent_p, struct rs_op *op)
 {
-	pthread_mutex_lock(&b->lock);
-	bool armed = b->watch_armed;
-	struct rs_ring *wr = b->watch_ring;
-	pthread_mutex_unlock(&b->lock);
-	if (!armed || !wr)
-		return;
 	if (wr != r) {
 		rs_ring_unlock(r);
 		rs_ring_lock(wr);
@@ -110,14 +108,14 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 	for (;;) {
 		rs_ring_reap(wr);
 		pthread_mutex_lock(&b->lock);
-		armed = b->watch_armed;
-		if (armed && !b->watch_cancel_sent) {
+		bool armed = *armed_p;
+		if (armed && !*cancel_sent_p) {
 			/* (a full SQ: the wait below makes room) */
 			struct io_uring_sqe *sqe = rs_ring_sqe(wr);
 			if (sqe) {
-				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&b->watch_op, 0);
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
 				sqe->user_data = 0;
-				b->watch_cancel_sent = true;
+				*cancel_sent_p = true;
 			}
 		}
 		pthread_mutex_unlock(&b->lock);
@@ -132,6 +130,28 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 		rs_ring_unlock(wr);
 		rs_ring_lock(r);
 	}
+}
+
+void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool armed = b->watch_armed;
+	struct rs_ring *wr = b->watch_ring;
+	pthread_mutex_unlock(&b->lock);
+	if (armed && wr)
+		poll_disarm(r, b, wr, &b->watch_armed, &b->watch_cancel_sent, &b->watch_op);
+}
+
+void rs_wb_pollout_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	/* With bytes queued the poll is what sends them: it stays. */
+	bool armed = b->pollout_armed && !b->wq.bytes;
+	struct rs_ring *wr = b->send_ring;
+	pthread_mutex_unlock(&b->lock);
+	if (armed && wr)
+		poll_disarm(r, b, wr, &b->pollout_armed, &b->pollout_cancel_sent,
+			    &b->pollout_op);
 }
 
 /* The send SQE prepared earlier is still in r's SQ, not yet seen by the
@@ -196,6 +216,7 @@ static void prep_pollout(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&b->pollout_op;
 	b->pollout_op.complete = pollout_done;
 	b->pollout_armed = true;
+	b->pollout_cancel_sent = false;
 	rs_fdb_ref(b);
 }
 
@@ -256,9 +277,35 @@ static void pollout_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_ring *r = b->send_ring;
 	pthread_mutex_lock(&b->lock);
 	b->pollout_armed = false;
+	b->pollout_cancel_sent = false;
 	prep_send(r, b);
+	/* Nothing queued to send (the socket filled up under sends that went
+	 * to the kernel itself, see rs_wb_kernel_full): the room itself is
+	 * the news, EPOLLOUT comes back now, with the kernel's POLLOUT
+	 * wake-up. With a send prepared, its completion says it. */
+	if (!b->send_busy)
+		rs_fdb_update_ready_key(b, RS_EV_OUT);
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
+}
+
+void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool armed = false;
+	if (!b->pollout_armed && !b->send_busy && !(b->flags & FDB_CLOSED) && b->fd >= 0) {
+		b->send_ring = r;
+		prep_pollout(r, b);
+		armed = b->pollout_armed;
+		rs_fdb_update_ready(b, false);
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (armed) {
+		/* The poll answers at once if the socket has room again by
+		 * now (a short send can leave some): then EPOLLOUT stays. */
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+	}
 }
 
 bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)

@@ -4,7 +4,8 @@
  * before the EOF; writing after shutdown is EPIPE with SIGPIPE; writing to a
  * peer that closed or reset reports what the kernel reports, when it
  * reports it; a peer that never reads makes writes EAGAIN and EPOLLOUT go
- * away until it drains; a fork right after writing delivers the bytes
+ * away until it drains (also when the writes are the kernel's own: a
+ * blocking socket with a send timeout); a fork right after writing delivers the bytes
  * exactly once; bytes written by a thread that then sleeps still go out. */
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -83,6 +84,51 @@ static void *worker(void *arg)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
 	return NULL;
+}
+
+/* The nginx way: write until EAGAIN, wait for EPOLLOUT, again, until
+ * EPOLLOUT stays away for 200 ms: the socket is full then. (Bounded: an
+ * EPOLLOUT that keeps coming over a full socket is reported, not looped
+ * on forever.) Then the peer reads it all and EPOLLOUT is back. */
+static void fill_and_drain(struct tp_peer *p, int ep, int a)
+{
+	static char chunk[16384];
+	long total = 0, w = 0;
+	int e = 0, idle = 0;
+	uint64_t h = T_FNV_INIT;
+	for (;;) {
+		long before = total;
+		for (;;) {
+			for (size_t i = 0; i < sizeof(chunk); i++)
+				chunk[i] = (char)((total + (long)i) * 7 + ((total + (long)i) >> 11));
+			w = write(a, chunk, sizeof(chunk));
+			e = errno;
+			if (w < 0)
+				break;
+			h = t_fnv(h, chunk, (size_t)w);
+			total += w;
+		}
+		struct epoll_event ev;
+		int n = epoll_wait(ep, &ev, 1, 200);
+		if (n == 0 || (n == 1 && !(ev.events & EPOLLOUT)))
+			break;
+		/* The kernel reports EPOLLOUT only with room for a write. */
+		idle = total == before ? idle + 1 : 0;
+		if (idle == 20) {
+			t_note("EPOLLOUT reported %d times in a row, each time the write failed", idle);
+			break;
+		}
+	}
+	t_note("~ filled %ld bytes", total);
+	t_note("write stopped with %s", t_errname(e));
+	tp_wait("wait, full", ep, 4, 0);
+	struct tp_reply r;
+	long k = tp_do(p, TP_READ, NULL, 0, (int)total, &r, NULL, 0);
+	t_note("peer read all that was written: %s, same bytes in order: %s",
+	       tp_yesno(k == total), tp_yesno(r.hash == h));
+	tp_wait("wait, drained", ep, 4, 5000);
+	TE("write after the drain", write(a, "!", 1));
+	tp_read_show(p, "peer reads", 1);
 }
 
 int main(void)
@@ -229,36 +275,22 @@ int main(void)
 	a = new_conn(&p);
 	TE("ADD OUT", tp_ctl(ep, EPOLL_CTL_ADD, a, EPOLLOUT, 3));
 	tp_wait("wait, empty socket", ep, 4, 0);
-	static char chunk[16384];
-	long total = 0, w = 0;
-	int e = 0;
-	h = T_FNV_INIT;
-	/* The nginx way: write until EAGAIN, wait for EPOLLOUT, again, until
-	 * EPOLLOUT stays away for 200 ms: the socket is full then. */
-	for (;;) {
-		for (;;) {
-			for (size_t i = 0; i < sizeof(chunk); i++)
-				chunk[i] = (char)((total + (long)i) * 7 + ((total + (long)i) >> 11));
-			w = write(a, chunk, sizeof(chunk));
-			e = errno;
-			if (w < 0)
-				break;
-			h = t_fnv(h, chunk, (size_t)w);
-			total += w;
-		}
-		struct epoll_event ev;
-		if (epoll_wait(ep, &ev, 1, 200) == 0)
-			break;
-	}
-	t_note("~ filled %ld bytes", total);
-	t_note("write stopped with %s", t_errname(e));
-	tp_wait("wait, full", ep, 4, 0);
-	k = tp_do(&p, TP_READ, NULL, 0, (int)total, &r, NULL, 0);
-	t_note("peer read all that was written: %s, same bytes in order: %s",
-	       tp_yesno(k == total), tp_yesno(r.hash == h));
-	tp_wait("wait, drained", ep, 4, 5000);
-	TE("write after the drain", write(a, "!", 1));
-	tp_read_show(&p, "peer reads", 1);
+	fill_and_drain(&p, ep, a);
+	TE("close", close(a));
+	tp_peer_end(&p);
+
+	/* A blocking socket in epoll: its writes are the kernel's own, one by
+	 * one (write-behind is for nonblocking ones), and with a send timeout
+	 * they end in EAGAIN when the buffer stays full. EPOLLOUT must go
+	 * away then, as the kernel's buffer, not the shim's queue, is full. */
+	t_note("== a blocking socket with a send timeout, a peer that does not read");
+	a = new_conn(&p);
+	TE("blocking", tp_set_nonblock(a, 0));
+	struct timeval tv = { 0, 100000 };
+	TE("SO_SNDTIMEO 100 ms", setsockopt(a, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	TE("ADD IN|OUT", tp_ctl(ep, EPOLL_CTL_ADD, a, EPOLLIN | EPOLLOUT, 5));
+	tp_wait("wait, empty socket", ep, 4, 0);
+	fill_and_drain(&p, ep, a);
 	TE("close", close(a));
 	tp_peer_end(&p);
 
