@@ -113,6 +113,9 @@ struct rs_fdb {
 	struct rs_bq rq;
 	struct rs_ring *rx_ring;
 	bool rx_armed, rx_cancel_sent, rx_paused, rx_eof;
+	/* The watch saw the peer's FIN or a reset while paused: what is left
+	 * to receive is bounded, so it is all taken, without pausing. */
+	bool rx_no_pause;
 	/* A receive was armed once: the stash (bytes, EOF, error) comes
 	 * before the socket for every later read, FDB_RX or not. */
 	bool rx_used;
@@ -169,6 +172,9 @@ bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b);
  * (a write may then draw a reset, which the next write must report). Arms
  * the watch on first use. r->lock held, b->lock not. */
 bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b);
+/* Arm the watch if it is not (r->lock and b->lock held): a receive
+ * paused for a full stash ends when it fires (rx.c). */
+void rs_wb_watch_arm(struct rs_ring *r, struct rs_fdb *b);
 /* Cancel the watch and wait for it to end (close: an armed poll holds the
  * file open). r->lock held. */
 void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);

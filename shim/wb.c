@@ -44,11 +44,23 @@ static void watch_done(struct rs_op *op, int res, uint32_t cflags)
 {
 	(void)cflags;
 	struct rs_fdb *b = container_of(op, struct rs_fdb, watch_op);
+	struct rs_ring *r = b->watch_ring;
 	pthread_mutex_lock(&b->lock);
 	b->watch_armed = false;
 	b->watch_cancel_sent = false;
-	if (res > 0)
+	if (res > 0) {
 		b->flags |= FDB_WRITE_DIRECT;
+		if (b->rx_paused) {
+			/* Receiving ahead was paused (rx.c): take the rest
+			 * now, up to the FIN or the error, so that they are
+			 * reported. Nothing more can arrive after them: the
+			 * kernel's receive buffer bounds what is taken, and
+			 * there is no pausing again. */
+			b->rx_paused = false;
+			b->rx_no_pause = true;
+			rs_rx_arm(r, b);
+		}
+	}
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
 }
@@ -68,6 +80,11 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->watch_ring = r;
 	rs_fdb_ref(b);
 	return true;
+}
+
+void rs_wb_watch_arm(struct rs_ring *r, struct rs_fdb *b)
+{
+	watch_arm(r, b);
 }
 
 bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
