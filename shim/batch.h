@@ -92,6 +92,9 @@ struct rs_fdb {
 	struct io_uring_sqe *send_sqe;
 	unsigned send_epoch;
 	bool send_busy; /* a send referring to wq is in the kernel's hands */
+	/* ...and it is the rest after a short send, waiting in the kernel
+	 * for room (MSG_WAITALL, wb.c): the socket is full meanwhile. */
+	bool send_blocked, send_cancel_sent;
 	size_t send_len;
 	struct msghdr send_msg;
 	struct iovec send_iov[RS_WB_IOV];
@@ -183,6 +186,10 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);
  * POLLOUT poll so that the shim's readiness drops EPOLLOUT until the
  * kernel reports room, as its own poll would. r->lock held, b->lock not. */
 void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b);
+/* Cancel the send in flight, if any, and wait for it to end (a close
+ * that drops the queue: the send points into it). The queue stays as it
+ * is. r->lock held. */
+void rs_wb_send_cancel(struct rs_ring *r, struct rs_fdb *b);
 /* Cancel a POLLOUT poll that has no queued bytes behind it and wait for
  * it to end (close: the poll holds the file open; thread exit: the ring
  * goes). r->lock held. */
@@ -192,6 +199,9 @@ int rs_fdb_take_error(struct rs_fdb *b);
 /* A send or receive failed: the socket's error is now pending. */
 void rs_fdb_set_error(struct rs_fdb *b, int err);
 size_t rs_wb_pending_total(void);
+/* Forget b's queued bytes, and count them out of the process's total
+ * (b->lock held, or b unreachable; no send in flight). */
+void rs_wb_drop_queue(struct rs_fdb *b);
 
 /* Receive (rx.c). */
 void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b);

@@ -28,6 +28,12 @@ static void account(struct rs_fdb *b, long delta)
 	rs_gauge_add(RS_G_WB_PENDING, delta);
 }
 
+void rs_wb_drop_queue(struct rs_fdb *b)
+{
+	account(b, -(long)b->wq.bytes);
+	rs_bq_clear(&b->wq);
+}
+
 static void send_done(struct rs_op *op, int res, uint32_t cflags);
 static void pollout_done(struct rs_op *op, int res, uint32_t cflags);
 
@@ -159,6 +165,16 @@ void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 		poll_disarm(r, b, wr, &b->watch_armed, &b->watch_cancel_sent, &b->watch_op);
 }
 
+void rs_wb_send_cancel(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool busy = b->send_busy;
+	struct rs_ring *wr = b->send_ring;
+	pthread_mutex_unlock(&b->lock);
+	if (busy && wr)
+		poll_disarm(r, b, wr, &b->send_busy, &b->send_cancel_sent, &b->send_op);
+}
+
 void rs_wb_pollout_disarm(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
@@ -195,8 +211,16 @@ static size_t describe(struct rs_fdb *b)
 }
 
 /* Make sure a send for the queue's head is in r (r->lock and b->lock
- * held). One send per fd at a time keeps the byte order. */
-static void prep_send(struct rs_ring *r, struct rs_fdb *b)
+ * held). One send per fd at a time keeps the byte order.
+ *
+ * A send normally has MSG_DONTWAIT: it finishes during the enter that
+ * submits it. `wait_room` is for the rest after the socket took less than
+ * offered (its buffer is full): a send with MSG_WAITALL and without
+ * MSG_DONTWAIT, which io_uring itself retries as the socket drains (its
+ * poll wake-ups run as task work, which wakes the submitting thread even
+ * from a sleep outside the shim), so the bytes the program was told were
+ * written reach the kernel without the thread calling in again. */
+static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 {
 	if (send_unsubmitted(b, r)) {
 		b->send_len = describe(b);
@@ -211,17 +235,21 @@ static void prep_send(struct rs_ring *r, struct rs_fdb *b)
 	memset(&b->send_msg, 0, sizeof(b->send_msg));
 	b->send_msg.msg_iov = b->send_iov;
 	b->send_len = describe(b);
-	/* MSG_DONTWAIT: the send finishes during the enter that submits it,
-	 * so no op keeps pointing at the queue afterwards; what the socket
-	 * does not take waits for POLLOUT. */
-	io_uring_prep_sendmsg(sqe, b->fd, &b->send_msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	io_uring_prep_sendmsg(sqe, b->fd, &b->send_msg,
+			      (wait_room ? MSG_WAITALL : MSG_DONTWAIT) | MSG_NOSIGNAL);
 	sqe->user_data = (uint64_t)(uintptr_t)&b->send_op;
 	b->send_op.complete = send_done;
 	b->send_sqe = sqe;
 	b->send_epoch = r->submit_epoch;
 	b->send_ring = r;
 	b->send_busy = true;
+	b->send_blocked = wait_room;
 	rs_fdb_ref(b);
+}
+
+static void prep_send(struct rs_ring *r, struct rs_fdb *b)
+{
+	prep_send_mode(r, b, false);
 }
 
 static void prep_pollout(struct rs_ring *r, struct rs_fdb *b)
@@ -257,11 +285,17 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 	pthread_mutex_lock(&b->lock);
 	b->send_busy = false;
 	b->send_sqe = NULL;
+	b->send_blocked = false;
+	b->send_cancel_sent = false;
 	bool was_full = b->wq.bytes >= rs_cfg.wb_fd_max;
+	bool cancelled = res == -ECANCELED;
 	if (res > 0) {
 		rs_bq_consume(&b->wq, (size_t)res);
 		account(b, -res);
 		rs_count_n(RS_C_wb_bytes, (uint64_t)res);
+	} else if (cancelled) {
+		/* rs_wb_send_cancel: whoever cancelled decides about the
+		 * bytes (a close that resets the connection drops them). */
 	} else if (res < 0 && res != -EAGAIN) {
 		/* The connection is gone; the bytes can never be sent. The
 		 * error is reported on the fd's next call, as the kernel
@@ -272,12 +306,17 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 		rs_count(RS_C_deferred_errors);
 	}
 	bool failed = b->sk_err || (b->flags & FDB_RESET);
-	if (b->wq.bytes && !failed) {
-		if (res == -EAGAIN || (res >= 0 && (size_t)res < b->send_len))
-			prep_pollout(r, b); /* the socket is full */
-		else
-			prep_send(r, b); /* more than one send's worth */
-	} else if ((b->flags & FDB_SHUT_QUEUED) && !failed) {
+	if (b->wq.bytes && !failed && !cancelled) {
+		/* The socket is full (EAGAIN, or it took part): the rest
+		 * waits in the kernel for room; or more than one send's
+		 * worth is queued. Either way it is submitted now, in the
+		 * flush that reaped this: the thread may not call in again
+		 * for a long time (asleep on a condition variable). */
+		bool full = res == -EAGAIN || (res >= 0 && (size_t)res < b->send_len);
+		prep_send_mode(r, b, full);
+		if (b->send_busy)
+			rs_ring_submit(r);
+	} else if ((b->flags & FDB_SHUT_QUEUED) && !failed && !cancelled) {
 		do_queued_shutdown(b);
 	}
 	bool edge = was_full && b->wq.bytes < rs_cfg.wb_fd_max;
@@ -299,9 +338,12 @@ static void pollout_done(struct rs_op *op, int res, uint32_t cflags)
 	/* Nothing queued to send (the socket filled up under sends that went
 	 * to the kernel itself, see rs_wb_kernel_full): the room itself is
 	 * the news, EPOLLOUT comes back now, with the kernel's POLLOUT
-	 * wake-up. With a send prepared, its completion says it. */
+	 * wake-up. With a send prepared, it goes now (see send_done) and its
+	 * completion says it. */
 	if (!b->send_busy)
 		rs_fdb_update_ready_key(b, RS_EV_OUT);
+	else
+		rs_ring_submit(r);
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
 }
@@ -358,7 +400,7 @@ long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, i
 		ret = -EPIPE; /* the write side is shut, by us or by a reset */
 		goto out;
 	}
-	if (b->pollout_armed) {
+	if (b->pollout_armed || b->send_blocked) {
 		/* The socket itself is full: the kernel would say EAGAIN now,
 		 * and so do we; EPOLLOUT comes when it drains. Queued bytes
 		 * therefore never run more than one flush ahead of what the

@@ -6,7 +6,8 @@
  * reports it; a peer that never reads makes writes EAGAIN and EPOLLOUT go
  * away until it drains (also when the writes are the kernel's own: a
  * blocking socket with a send timeout); a fork right after writing delivers the bytes
- * exactly once; bytes written by a thread that then sleeps still go out. */
+ * exactly once; bytes written by a thread that then sleeps still go out,
+ * also when the socket took them only bit by bit. */
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
@@ -129,6 +130,42 @@ static void fill_and_drain(struct tp_peer *p, int ep, int a)
 	tp_wait("wait, drained", ep, 4, 5000);
 	TE("write after the drain", write(a, "!", 1));
 	tp_read_show(p, "peer reads", 1);
+}
+
+/* ---- a thread that fills the socket and then sleeps --------------------- */
+
+static int filler_done, filler_quit, filler_errno;
+static long filler_total;
+static uint64_t filler_hash;
+
+/* Writes until EAGAIN, then sleeps on the condition variable: whatever a
+ * write said it took must reach the peer meanwhile, though the socket
+ * took it only bit by bit. */
+static void *filler(void *arg)
+{
+	int fd = *(int *)arg;
+	static char chunk[16384];
+	long total = 0;
+	uint64_t h = T_FNV_INIT;
+	for (;;) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = (char)((total + (long)i) * 13 + ((total + (long)i) >> 10));
+		ssize_t w = write(fd, chunk, sizeof(chunk));
+		if (w < 0)
+			break;
+		h = t_fnv(h, chunk, (size_t)w);
+		total += w;
+	}
+	pthread_mutex_lock(&mu);
+	filler_errno = errno;
+	filler_total = total;
+	filler_hash = h;
+	filler_done = 1;
+	pthread_cond_broadcast(&cv);
+	while (!filler_quit)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	return NULL;
 }
 
 int main(void)
@@ -334,6 +371,27 @@ int main(void)
 	tp_read_show(&p, "peer reads 11", 11);
 	pthread_mutex_lock(&mu);
 	worker_quit = 1;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	pthread_join(t, NULL);
+	TE("close", close(a));
+	tp_peer_end(&p);
+
+	t_note("== a thread fills the socket, then sleeps on a condition variable");
+	a = new_conn(&p);
+	pthread_create(&t, NULL, filler, &a);
+	pthread_mutex_lock(&mu);
+	while (!filler_done)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	t_note("~ the thread wrote %ld bytes", filler_total);
+	t_note("its writes stopped with %s", t_errname(filler_errno));
+	k = tp_do(&p, TP_READ, NULL, 0, (int)filler_total, &r, NULL, 0);
+	t_note("peer read all that was written: %s, same bytes in order: %s%s%s",
+	       tp_yesno(k == filler_total), tp_yesno(r.hash == filler_hash), r.err ? ", then " : "",
+	       r.err ? t_errname(r.err) : "");
+	pthread_mutex_lock(&mu);
+	filler_quit = 1;
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
 	pthread_join(t, NULL);
