@@ -41,8 +41,14 @@ static uint32_t fdb_flags_for(uint32_t st)
 	 * that share a socket through dup, or with another process (fork,
 	 * inherited, SCM_RIGHTS), are left to the kernel, which shares its
 	 * receive queue and backlog out as the readers come. */
+	/* Nor is write-behind for a socket another process may hold: it can
+	 * shut the write side down there (or otherwise end it) without a
+	 * sign the shim could watch for, and a queued write would then
+	 * succeed where the kernel's fails with EPIPE (fuzz seed 5). */
 	if (f & (RS_FD_DUPED | RS_FD_SHARED))
-		return (f & (RS_FD_LISTENING)) || !(f & RS_FD_STREAM_CONNECTED) ? 0 : FDB_WB;
+		return (f & (RS_FD_LISTENING | RS_FD_OTHER_PROC)) || !(f & RS_FD_STREAM_CONNECTED)
+			       ? 0
+			       : FDB_WB;
 	/* Under SQPOLL a multishot receive would take bytes on the kernel
 	 * thread's time: a read finding the stash empty could not tell that
 	 * bytes had already arrived. Readiness stays with the kernel's epoll
@@ -614,6 +620,9 @@ void rs_batch_before_fork(void)
 		struct rs_fdb *b = list[i];
 		pthread_mutex_lock(&b->lock);
 		b->flags |= FDB_SHARED | FDB_NO_REARM;
+		/* No write-behind either (fdb_flags_for): what is queued
+		 * still goes out, later writes go to the kernel after it. */
+		b->flags &= ~FDB_WB;
 		bool was_ahead = b->flags & (FDB_RX | FDB_LISTEN);
 		struct rs_ring *rr = b->rx_armed ? b->rx_ring : NULL;
 		struct rs_ring *qr = b->acq && rs_acq_active(b) ? rs_acq_ring(b) : NULL;
