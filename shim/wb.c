@@ -283,17 +283,23 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_fdb *b = container_of(op, struct rs_fdb, send_op);
 	struct rs_ring *r = b->send_ring;
 	pthread_mutex_lock(&b->lock);
+	/* Cancelled by rs_wb_send_cancel: no send follows (what part of it
+	 * went is still counted, io_uring reports it instead of -ECANCELED).
+	 * Cancelled by io_uring itself (the submitting thread exited):
+	 * nothing went, the send is made again below, as for EAGAIN. */
+	bool cancelled = b->send_cancel_sent;
+	if (res == -ECANCELED && !cancelled)
+		res = -EAGAIN;
 	b->send_busy = false;
 	b->send_sqe = NULL;
 	b->send_blocked = false;
 	b->send_cancel_sent = false;
 	bool was_full = b->wq.bytes >= rs_cfg.wb_fd_max;
-	bool cancelled = res == -ECANCELED;
 	if (res > 0) {
 		rs_bq_consume(&b->wq, (size_t)res);
 		account(b, -res);
 		rs_count_n(RS_C_wb_bytes, (uint64_t)res);
-	} else if (cancelled) {
+	} else if (res == -ECANCELED) {
 		/* rs_wb_send_cancel: whoever cancelled decides about the
 		 * bytes (a close that resets the connection drops them). */
 	} else if (res < 0 && res != -EAGAIN) {
