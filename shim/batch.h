@@ -33,7 +33,10 @@
 #include "io.h"
 #include "ring.h"
 
-#define RS_WB_IOV 32
+/* Chunks one send covers: with the default RINGSHIM_WB_FD_MAX (256 KiB,
+ * 66 chunks, 67 with a part-sent head) a send that waits for room takes
+ * the whole queue, so none of it waits for the thread's next entry. */
+#define RS_WB_IOV 72
 
 /* Readiness bits, the same values as EPOLL* / POLL*. */
 #define RS_EV_IN 0x001

@@ -195,12 +195,13 @@ static bool send_unsubmitted(const struct rs_fdb *b, const struct rs_ring *r)
 	       b->send_epoch == r->submit_epoch;
 }
 
-static size_t describe(struct rs_fdb *b)
+static size_t describe(struct rs_fdb *b, bool wait_room)
 {
 	/* The shortsend fault sends a third of the queue, as a socket that
-	 * takes only part of a send would. */
+	 * takes only part of a send would. Not for a send that waits for
+	 * room (MSG_WAITALL): the kernel never ends those short. */
 	size_t limit = (size_t)1 << 30;
-	if (rs_fault(RS_FAULT_shortsend) && b->wq.bytes > 1)
+	if (!wait_room && rs_fault(RS_FAULT_shortsend) && b->wq.bytes > 1)
 		limit = b->wq.bytes / 3 + 1;
 	int n = rs_bq_iov(&b->wq, b->send_iov, RS_WB_IOV, limit);
 	size_t len = 0;
@@ -223,7 +224,7 @@ static size_t describe(struct rs_fdb *b)
 static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 {
 	if (send_unsubmitted(b, r)) {
-		b->send_len = describe(b);
+		b->send_len = describe(b, b->send_blocked);
 		return;
 	}
 	if (b->send_busy || b->pollout_armed || b->sk_err || (b->flags & FDB_RESET) ||
@@ -234,7 +235,7 @@ static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 		return; /* retried at the next flush point */
 	memset(&b->send_msg, 0, sizeof(b->send_msg));
 	b->send_msg.msg_iov = b->send_iov;
-	b->send_len = describe(b);
+	b->send_len = describe(b, wait_room);
 	io_uring_prep_sendmsg(sqe, b->fd, &b->send_msg,
 			      (wait_room ? MSG_WAITALL : MSG_DONTWAIT) | MSG_NOSIGNAL);
 	sqe->user_data = (uint64_t)(uintptr_t)&b->send_op;
