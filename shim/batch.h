@@ -33,7 +33,10 @@
 #include "io.h"
 #include "ring.h"
 
-#define RS_WB_IOV 32
+/* Chunks one send covers: with the default RINGSHIM_WB_FD_MAX (256 KiB,
+ * 66 chunks, 67 with a part-sent head) a send that waits for room takes
+ * the whole queue, so none of it waits for the thread's next entry. */
+#define RS_WB_IOV 72
 
 /* Readiness bits, the same values as EPOLL* / POLL*. */
 #define RS_EV_IN 0x001
@@ -92,11 +95,16 @@ struct rs_fdb {
 	struct io_uring_sqe *send_sqe;
 	unsigned send_epoch;
 	bool send_busy; /* a send referring to wq is in the kernel's hands */
+	/* ...and it is the rest after a short send, waiting in the kernel
+	 * for room (MSG_WAITALL, wb.c): the socket is full meanwhile. */
+	bool send_blocked, send_cancel_sent;
 	size_t send_len;
 	struct msghdr send_msg;
 	struct iovec send_iov[RS_WB_IOV];
 	struct rs_op send_op;
-	bool pollout_armed;
+	/* A POLLOUT poll: the socket was full; also what drops EPOLLOUT
+	 * from the shim's readiness until the kernel has room again. */
+	bool pollout_armed, pollout_cancel_sent;
 	struct rs_op pollout_op;
 	/* The watch: a poll for ERR|HUP|RDHUP, so that a write knows what the
 	 * kernel would answer it (a reset, the peer gone) without asking. */
@@ -114,6 +122,9 @@ struct rs_fdb {
 	struct rs_bq rq;
 	struct rs_ring *rx_ring;
 	bool rx_armed, rx_cancel_sent, rx_paused, rx_eof;
+	/* The watch saw the peer's FIN or a reset while paused: what is left
+	 * to receive is bounded, so it is all taken, without pausing. */
+	bool rx_no_pause;
 	/* A receive was armed once: the stash (bytes, EOF, error) comes
 	 * before the socket for every later read, FDB_RX or not. */
 	bool rx_used;
@@ -170,17 +181,36 @@ bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b);
  * (a write may then draw a reset, which the next write must report). Arms
  * the watch on first use. r->lock held, b->lock not. */
 bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b);
+/* Arm the watch if it is not (r->lock and b->lock held): a receive
+ * paused for a full stash ends when it fires (rx.c). */
+void rs_wb_watch_arm(struct rs_ring *r, struct rs_fdb *b);
 /* Cancel the watch and wait for it to end (close: an armed poll holds the
  * file open). r->lock held. */
 void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b);
 /* The same, but only if the watch is armed on r itself (r's thread exits:
  * a watch another thread armed since on its own ring stays). */
 void rs_wb_watch_disarm_ring(struct rs_ring *r, struct rs_fdb *b);
+/* A send to b went to the kernel itself (out of memory to queue it, or
+ * the watch fired) and the socket took only part, or nothing: arm a
+ * POLLOUT poll so that the shim's readiness drops EPOLLOUT until the
+ * kernel reports room, as its own poll would. r->lock held, b->lock not. */
+void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b);
+/* Cancel the send in flight, if any, and wait for it to end (a close
+ * that drops the queue: the send points into it). The queue stays as it
+ * is. r->lock held. */
+void rs_wb_send_cancel(struct rs_ring *r, struct rs_fdb *b);
+/* Cancel a POLLOUT poll that has no queued bytes behind it and wait for
+ * it to end (close: the poll holds the file open; thread exit: the ring
+ * goes). r->lock held. */
+void rs_wb_pollout_disarm(struct rs_ring *r, struct rs_fdb *b);
 /* Take the socket's pending error, if any (b->lock held). */
 int rs_fdb_take_error(struct rs_fdb *b);
 /* A send or receive failed: the socket's error is now pending. */
 void rs_fdb_set_error(struct rs_fdb *b, int err);
 size_t rs_wb_pending_total(void);
+/* Forget b's queued bytes, and count them out of the process's total
+ * (b->lock held, or b unreachable; no send in flight). */
+void rs_wb_drop_queue(struct rs_fdb *b);
 
 /* Receive (rx.c). */
 void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b);

@@ -41,8 +41,14 @@ static uint32_t fdb_flags_for(uint32_t st)
 	 * that share a socket through dup, or with another process (fork,
 	 * inherited, SCM_RIGHTS), are left to the kernel, which shares its
 	 * receive queue and backlog out as the readers come. */
+	/* Nor is write-behind for a socket another process may hold: it can
+	 * shut the write side down there (or otherwise end it) without a
+	 * sign the shim could watch for, and a queued write would then
+	 * succeed where the kernel's fails with EPIPE (fuzz seed 5). */
 	if (f & (RS_FD_DUPED | RS_FD_SHARED))
-		return (f & (RS_FD_LISTENING)) || !(f & RS_FD_STREAM_CONNECTED) ? 0 : FDB_WB;
+		return (f & (RS_FD_LISTENING | RS_FD_OTHER_PROC)) || !(f & RS_FD_STREAM_CONNECTED)
+			       ? 0
+			       : FDB_WB;
 	/* Under SQPOLL a multishot receive would take bytes on the kernel
 	 * thread's time: a read finding the stash empty could not tell that
 	 * bytes had already arrived. Readiness stays with the kernel's epoll
@@ -115,9 +121,8 @@ void rs_fdb_unref(struct rs_fdb *b)
 	if (b->fork_stash)
 		munmap(b->fork_stash, b->fork_stash->map_size);
 	rs_gauge_add(RS_G_STASH_BYTES, -(int64_t)b->rq.bytes);
-	rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
 	rs_bq_clear(&b->rq);
-	rs_bq_clear(&b->wq);
+	rs_wb_drop_queue(b);
 	if (b->fd >= 0 && rs_internal_fd_is(b->fd)) {
 		/* The hidden copy kept open for the last sends. */
 		rs_internal_fd_remove(b->fd);
@@ -208,13 +213,19 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 			   !__atomic_sub_fetch(&b->fork_stash->holders, 1, __ATOMIC_ACQ_REL) &&
 			   rs_fork_stash_bytes(b);
 	bool abort_close = b->rq.bytes > 0 || fork_unread || (linger && e && e->linger_s == 0);
+	if (abort_close && b->send_busy) {
+		/* A send still waiting for room points into the queue about
+		 * to be dropped (and would hold the socket open): end it. */
+		pthread_mutex_unlock(&b->lock);
+		rs_wb_send_cancel(r, b);
+		pthread_mutex_lock(&b->lock);
+	}
 	if (abort_close) {
 		/* Unread received bytes (or SO_LINGER 0): the kernel resets
 		 * the connection and drops what was not sent; the stashed
 		 * bytes are not in its queue any more, so say it outright. */
 		set_linger_zero(fd);
-		rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
-		rs_bq_clear(&b->wq);
+		rs_wb_drop_queue(b);
 	}
 	bool pending = (b->wq.bytes || (b->flags & FDB_SHUT_QUEUED)) && !b->sk_err &&
 		       !(b->flags & FDB_RESET);
@@ -235,6 +246,7 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	pthread_mutex_unlock(&b->lock);
 	rs_rx_disarm(r, b);
 	rs_wb_watch_disarm(r, b);
+	rs_wb_pollout_disarm(r, b);
 	if (b->flags & FDB_LISTEN)
 		rs_acq_close(r, b);
 	rs_epoll_forget_fdb(b);
@@ -264,12 +276,16 @@ static void stale_batch(int fd, uint32_t old_state, void *batch)
 			pthread_mutex_unlock(&b->lock);
 			rs_rx_disarm(r, b);
 			rs_wb_watch_disarm(r, b);
+			rs_wb_pollout_disarm(r, b);
+			rs_wb_send_cancel(r, b);
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
 		b->flags |= FDB_CLOSED | FDB_NO_REARM;
-		rs_gauge_add(RS_G_WB_PENDING, -(int64_t)b->wq.bytes);
-		rs_bq_clear(&b->wq);
+		if (!b->send_busy) {
+			/* (A send in flight points into it: freed with b.) */
+			rs_wb_drop_queue(b);
+		}
 		pthread_mutex_unlock(&b->lock);
 		rs_epoll_forget_fdb(b);
 	}
@@ -334,7 +350,7 @@ static uint32_t compute_ready(const struct rs_fdb *b)
 	if (reset || (b->rx_eof && (b->flags & FDB_SHUT_WR)))
 		r |= RS_EV_HUP;
 	if (reset || (b->flags & FDB_SHUT_WR) ||
-	    (b->wq.bytes < rs_cfg.wb_fd_max && !b->pollout_armed))
+	    (b->wq.bytes < rs_cfg.wb_fd_max && !b->pollout_armed && !b->send_blocked))
 		r |= RS_EV_OUT | RS_EV_WRNORM;
 	return r;
 }
@@ -461,8 +477,13 @@ void rs_batch_ring_exit(struct rs_ring *r)
 			if (!b->watch_armed && b->watch_ring == r)
 				b->watch_ring = NULL;
 			pthread_mutex_unlock(&b->lock);
-			if (b->send_ring == r)
+			if (b->send_ring == r) {
 				rs_wb_drain_bounded(r, b);
+				/* A poll for room with nothing queued (sends
+				 * went to the kernel itself) would die with
+				 * the ring and keep EPOLLOUT away for good. */
+				rs_wb_pollout_disarm(r, b);
+			}
 			pthread_mutex_lock(&b->lock);
 			if (b->send_ring == r && !b->send_busy && !b->pollout_armed)
 				b->send_ring = NULL;
@@ -602,6 +623,9 @@ void rs_batch_before_fork(void)
 		struct rs_fdb *b = list[i];
 		pthread_mutex_lock(&b->lock);
 		b->flags |= FDB_SHARED | FDB_NO_REARM;
+		/* No write-behind either (fdb_flags_for): what is queued
+		 * still goes out, later writes go to the kernel after it. */
+		b->flags &= ~FDB_WB;
 		bool was_ahead = b->flags & (FDB_RX | FDB_LISTEN);
 		struct rs_ring *rr = b->rx_armed ? b->rx_ring : NULL;
 		struct rs_ring *qr = b->acq && rs_acq_active(b) ? rs_acq_ring(b) : NULL;
@@ -645,7 +669,8 @@ void rs_batch_after_fork_child(void)
 		rs_bq_clear(&b->wq);
 		b->send_ring = b->rx_ring = NULL;
 		b->send_sqe = NULL;
-		b->send_busy = b->pollout_armed = false;
+		b->send_busy = b->pollout_armed = b->pollout_cancel_sent = false;
+		b->send_blocked = b->send_cancel_sent = false;
 		b->watch_armed = b->watch_cancel_sent = false;
 		b->watch_ring = NULL;
 		b->rx_armed = b->rx_cancel_sent = b->rx_paused = false;

@@ -230,7 +230,7 @@ static uint32_t classify(int fd, struct rs_fd *e, uint32_t st)
 	struct stat sb;
 	enum rs_kind kind = RS_KIND_OTHER;
 	bool tracked = RS_FD_FLAGS(st) & RS_FD_TRACKED;
-	unsigned flags = tracked ? RS_FD_FLAGS(st) : RS_FD_SHARED;
+	unsigned flags = tracked ? RS_FD_FLAGS(st) : RS_FD_SHARED | RS_FD_OTHER_PROC;
 
 	if (RS_REAL(fstat64)(fd, &sb) != 0) {
 		errno = saved;
@@ -295,7 +295,7 @@ void rs_fd_mark_all_shared(void)
 			uint32_t st = chunk[i].state;
 			if (RS_FD_KIND(st) != RS_KIND_UNKNOWN ||
 			    (RS_FD_FLAGS(st) & RS_FD_TRACKED))
-				chunk[i].state = st | (RS_FD_SHARED << 8);
+				chunk[i].state = st | ((RS_FD_SHARED | RS_FD_OTHER_PROC) << 8);
 		}
 	}
 }
@@ -385,7 +385,7 @@ static void for_each_rights_fd(const struct msghdr *msg, void (*fn)(int))
 
 static void mark_shared(int fd)
 {
-	rs_fd_set_flags(fd, RS_FD_SHARED, 0);
+	rs_fd_set_flags(fd, RS_FD_SHARED | RS_FD_OTHER_PROC, 0);
 }
 
 void rs_fd_note_received(const struct msghdr *msg)

@@ -36,6 +36,10 @@ enum {
 	RS_FD_DUPED = 1u << 7,	   /* another number in this process shares it */
 	RS_FD_LINGER = 1u << 8,	   /* SO_LINGER on (timeout in linger_s) */
 	RS_FD_RCVLOWAT = 1u << 9,  /* SO_RCVLOWAT above 1 */
+	/* Another process may hold the description (fork, inherited,
+	 * SCM_RIGHTS): it can change the socket's state (shutdown) where
+	 * the shim does not see it. */
+	RS_FD_OTHER_PROC = 1u << 10,
 };
 
 struct rs_fd {

@@ -65,6 +65,36 @@ static int drain_before_strict(struct rs_call *c, struct rs_fdb *b, int flags)
 
 /* ---- writes ------------------------------------------------------------- */
 
+/* A send that went to the kernel (res) on a stream socket with batch
+ * state, `want` bytes asked. The shim's readiness for the fd (emulated
+ * epoll, poll, select) says EPOLLOUT from the write-behind queue's room:
+ * when the kernel's own buffer is what filled up (EAGAIN, or a short
+ * count), that must be told to it, or EPOLLOUT would stay up over a full
+ * socket and a program writing until EAGAIN then waiting for EPOLLOUT
+ * would spin. */
+static ssize_t kernel_sent(struct rs_call *c, ssize_t res, size_t want)
+{
+	if (!c->ring || !(res == -EAGAIN || (res >= 0 && (size_t)res < want)))
+		return res;
+	struct rs_fdb *b = rs_fdb_get(c->fd);
+	if (!b || !(b->flags & FDB_WB))
+		return res;
+	int saved_errno = errno;
+	rs_ring_lock(c->ring);
+	rs_wb_kernel_full(c->ring, b);
+	rs_ring_unlock(c->ring);
+	errno = saved_errno;
+	return res;
+}
+
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+	size_t t = 0;
+	for (int i = 0; i < cnt; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
 static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int flags,
 		       bool sigpipe, bool *handled)
 {
@@ -141,6 +171,7 @@ static ssize_t b_write(struct rs_call *c, const void *buf, size_t len)
 		ssize_t n = wb_send(c, &iov, 1, 0, true, &handled);
 		if (handled)
 			return n;
+		return kernel_sent(c, rs_io_strict.write(c, buf, len), len);
 	}
 	return rs_io_strict.write(c, buf, len);
 }
@@ -154,6 +185,8 @@ static ssize_t b_sendto(struct rs_call *c, const void *buf, size_t len, int flag
 		ssize_t n = wb_send(c, &iov, 1, flags, !(flags & MSG_NOSIGNAL), &handled);
 		if (handled)
 			return n;
+		return kernel_sent(c, rs_io_strict.sendto(c, buf, len, flags, addr, alen),
+				   iov.iov_len);
 	}
 	return rs_io_strict.sendto(c, buf, len, flags, addr, alen);
 }
@@ -167,6 +200,8 @@ static ssize_t b_writev(struct rs_call *c, const struct iovec *iov, int cnt)
 			ssize_t n = wb_send(c, local, cnt, 0, true, &handled);
 			if (handled)
 				return n;
+			return kernel_sent(c, rs_io_strict.writev(c, iov, cnt),
+					   iov_total(local, cnt));
 		} else {
 			int err = drain_before_strict(c, rs_fdb_get(c->fd), 0);
 			if (err)
@@ -188,6 +223,8 @@ static ssize_t b_sendmsg(struct rs_call *c, const struct msghdr *msg, int flags)
 					    !(flags & MSG_NOSIGNAL), &handled);
 			if (handled)
 				return n;
+			return kernel_sent(c, rs_io_strict.sendmsg(c, msg, flags),
+					   iov_total(local, (int)m.msg_iovlen));
 		}
 	} else {
 		/* Ancillary data (SCM_RIGHTS...) travels with its bytes: send
@@ -220,7 +257,7 @@ static ssize_t b_sendfile(struct rs_call *c, int in_fd, off_t *offp, size_t coun
 				rs_raise_sigpipe(NULL);
 			return err;
 		}
-		return rs_io_strict.sendfile(c, in_fd, offp, count);
+		return kernel_sent(c, rs_io_strict.sendfile(c, in_fd, offp, count), count);
 	}
 	off_t off = -1;
 	if (offp) {

@@ -23,7 +23,7 @@
 static bool holds_state(struct rs_fdb *b)
 {
 	return rs_rx_active(b) || rs_acq_active(b) || b->wq.bytes >= rs_cfg.wb_fd_max ||
-	       b->pollout_armed || b->sk_err;
+	       b->pollout_armed || b->send_blocked || b->sk_err;
 }
 
 /* What the shim says about b for a pollfd asking `events`. */

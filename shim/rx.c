@@ -118,6 +118,19 @@ void rs_rx_recycle_returned(struct rs_ring *r)
 }
 
 static void rx_done(struct rs_op *op, int res, uint32_t cflags);
+static void submit_cancel(struct rs_ring *r, struct rs_fdb *b);
+
+/* Stop receiving ahead until reads make room (r->lock, b->lock held).
+ * The socket is not watched by a receive meanwhile, but a state change
+ * (the peer's FIN, a reset, an error) must still reach the readiness at
+ * once, as the kernel reports it whatever is unread: the watch (wb.c)
+ * stays armed for it and ends the pause when it fires. */
+static void rx_pause(struct rs_ring *r, struct rs_fdb *b)
+{
+	b->rx_paused = true;
+	submit_cancel(r, b);
+	rs_wb_watch_arm(r, b);
+}
 
 static void submit_cancel(struct rs_ring *r, struct rs_fdb *b)
 {
@@ -183,10 +196,8 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 				c->owner_data = (uintptr_t)r->batch;
 				rs_bq_append_lent(&b->rq, c);
 				lent = true;
-				if (b->rx_armed && !b->rx_cancel_sent) {
-					b->rx_paused = true;
-					submit_cancel(r, b);
-				}
+				if (b->rx_armed && !b->rx_cancel_sent && !b->rx_no_pause)
+					rx_pause(r, b);
 			}
 			rs_gauge_add(RS_G_STASH_BYTES, res);
 			rs_count_n(RS_C_stash_bytes_in, (uint64_t)res);
@@ -202,19 +213,28 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 		rs_fdb_set_error(b, -res);
 	if (!more)
 		b->rx_armed = false;
-	if (b->rx_armed && !b->rx_cancel_sent && b->rq.bytes >= rs_cfg.stash_fd_max) {
+	if (b->rx_armed && !b->rx_cancel_sent && !b->rx_no_pause &&
+	    b->rq.bytes >= rs_cfg.stash_fd_max) {
 		/* Stop taking bytes the program is not reading: let the
 		 * kernel's buffer and TCP flow control push back instead. */
-		b->rx_paused = true;
-		submit_cancel(r, b);
+		rx_pause(r, b);
 	}
-	/* Re-armed when buffers ran out or the CQ overflowed, and when it was
-	 * cancelled by nobody here: the kernel ends a poll-driven request
-	 * with ECANCELED once the task that submitted it has exited (a
-	 * thread that submitted this ring's SQ while borrowing it, or while
-	 * closing or writing on another thread's fd). */
-	bool foreign_cancel = res == -ECANCELED && !b->rx_cancel_sent;
-	if (!more && (res != -ECANCELED || foreign_cancel))
+	/* The cancel of a pause ended the receive after reads had already
+	 * emptied the stash: their resume found it still armed and left it
+	 * paused, and no read will come to resume it (nothing is stashed, so
+	 * nothing is ready): resume here, or the socket's bytes wait for
+	 * good. A stash not yet empty is resumed by the reads still to come
+	 * (it is ready for them). */
+	if (!more && b->rx_paused && !b->rq.bytes)
+		b->rx_paused = false;
+	/* Buffers ran out, or the CQ overflowed, or the pause just ended, or
+	 * it was cancelled by nobody here: the kernel ends a poll-driven
+	 * request with ECANCELED once the task that submitted it has exited
+	 * (a thread that submitted this ring's SQ while borrowing it, or
+	 * while closing or writing on another thread's fd). A cancel meant to
+	 * end it for good set FDB_NO_REARM, a pause still on keeps rx_paused:
+	 * rs_rx_arm checks both. */
+	if (!more)
 		rs_rx_arm(r, b);
 	/* Bytes wake readers (IN); EOF or an error is a state change that
 	 * wakes everyone; running out of buffers or a cancel is no event. */

@@ -28,6 +28,12 @@ static void account(struct rs_fdb *b, long delta)
 	rs_gauge_add(RS_G_WB_PENDING, delta);
 }
 
+void rs_wb_drop_queue(struct rs_fdb *b)
+{
+	account(b, -(long)b->wq.bytes);
+	rs_bq_clear(&b->wq);
+}
+
 static void send_done(struct rs_op *op, int res, uint32_t cflags);
 static void pollout_done(struct rs_op *op, int res, uint32_t cflags);
 
@@ -44,11 +50,23 @@ static void watch_done(struct rs_op *op, int res, uint32_t cflags)
 {
 	(void)cflags;
 	struct rs_fdb *b = container_of(op, struct rs_fdb, watch_op);
+	struct rs_ring *r = b->watch_ring;
 	pthread_mutex_lock(&b->lock);
 	b->watch_armed = false;
 	b->watch_cancel_sent = false;
-	if (res > 0)
+	if (res > 0) {
 		b->flags |= FDB_WRITE_DIRECT;
+		if (b->rx_paused) {
+			/* Receiving ahead was paused (rx.c): take the rest
+			 * now, up to the FIN or the error, so that they are
+			 * reported. Nothing more can arrive after them: the
+			 * kernel's receive buffer bounds what is taken, and
+			 * there is no pausing again. */
+			b->rx_paused = false;
+			b->rx_no_pause = true;
+			rs_rx_arm(r, b);
+		}
+	}
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
 }
@@ -108,6 +126,11 @@ static bool sqpoll_state_check(struct rs_ring *r, struct rs_fdb *b)
 	return true;
 }
 
+void rs_wb_watch_arm(struct rs_ring *r, struct rs_fdb *b)
+{
+	watch_arm(r, b);
+}
+
 bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
@@ -135,31 +158,47 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 	return direct;
 }
 
-/* Cancel b's watch if it is armed on wr (wr->lock held, b->lock not) and
- * wait until it has ended there. Returns false at once if the watch is not
- * on wr: it may have fired and been armed again on another thread's ring
- * between the caller's look and taking wr's lock, and a cancel sent to the
- * wrong ring finds nothing (ENOENT) while watch_cancel_sent would stay set,
- * so no one would ever cancel the real one: every waiter would wait forever
+/* One of b's polls or its send: the flags saying it is armed and that its
+ * cancel went out, the field naming the ring it is armed on, its op, and
+ * whether it only counts with nothing queued (a POLLOUT poll with bytes
+ * behind it is what sends them). All b's fields, read under b->lock. */
+struct armed_op {
+	bool *armed, *cancel_sent;
+	struct rs_ring **ring;
+	struct rs_op *op;
+	bool only_if_empty;
+};
+
+static bool op_armed(struct rs_fdb *b, const struct armed_op *a)
+{
+	return *a->armed && (!a->only_if_empty || !b->wq.bytes);
+}
+
+/* Cancel the op if it is armed on wr (wr->lock held, b->lock not) and wait
+ * until it has ended there. Returns at once if it is not on wr: it may have
+ * ended and been armed again on another thread's ring between the caller's
+ * look and taking wr's lock, and a cancel sent to the wrong ring finds
+ * nothing (ENOENT) while the cancel-sent flag would stay set, so no one
+ * would ever cancel the real one: every waiter would wait forever
  * (mt_limits under SQPOLL: an exiting thread in rs_batch_ring_exit). */
-static bool watch_cancel_on(struct rs_ring *wr, struct rs_fdb *b)
+static void cancel_on(struct rs_ring *wr, struct rs_fdb *b, const struct armed_op *a)
 {
 	for (;;) {
 		rs_ring_reap(wr);
 		pthread_mutex_lock(&b->lock);
-		bool here = b->watch_armed && b->watch_ring == wr;
-		if (here && !b->watch_cancel_sent) {
+		bool here = op_armed(b, a) && *a->ring == wr;
+		if (here && !*a->cancel_sent) {
 			/* (a full SQ: the wait below makes room) */
 			struct io_uring_sqe *sqe = rs_ring_sqe(wr);
 			if (sqe) {
-				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&b->watch_op, 0);
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)a->op, 0);
 				sqe->user_data = 0;
-				b->watch_cancel_sent = true;
+				*a->cancel_sent = true;
 			}
 		}
 		pthread_mutex_unlock(&b->lock);
 		if (!here)
-			return true;
+			return;
 		/* Bounded: another thread may be waiting on wr too and reap
 		 * the completion we wait for; then no new one comes. */
 		struct __kernel_timespec ts = { 0, 1000000 };
@@ -167,14 +206,15 @@ static bool watch_cancel_on(struct rs_ring *wr, struct rs_fdb *b)
 	}
 }
 
-/* only: disarm only a watch armed on that ring (its thread exits), or
- * NULL: wherever it is. r->lock held. */
-static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *only)
+/* only: disarm only an op armed on that ring (its thread exits), or NULL:
+ * wherever it is. r->lock held. */
+static void op_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *only,
+		      const struct armed_op *a)
 {
 	for (;;) {
 		pthread_mutex_lock(&b->lock);
-		bool armed = b->watch_armed;
-		struct rs_ring *wr = b->watch_ring;
+		bool armed = op_armed(b, a);
+		struct rs_ring *wr = *a->ring;
 		pthread_mutex_unlock(&b->lock);
 		if (!armed || !wr || (only && wr != only))
 			return;
@@ -182,7 +222,7 @@ static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *on
 			rs_ring_unlock(r);
 			rs_ring_lock(wr);
 		}
-		watch_cancel_on(wr, b);
+		cancel_on(wr, b, a);
 		if (wr != r) {
 			rs_ring_unlock(wr);
 			rs_ring_lock(r);
@@ -191,14 +231,36 @@ static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *on
 	}
 }
 
+static struct armed_op watch_of(struct rs_fdb *b)
+{
+	return (struct armed_op){ &b->watch_armed, &b->watch_cancel_sent, &b->watch_ring,
+				  &b->watch_op, false };
+}
+
 void rs_wb_watch_disarm(struct rs_ring *r, struct rs_fdb *b)
 {
-	watch_disarm(r, b, NULL);
+	struct armed_op a = watch_of(b);
+	op_disarm(r, b, NULL, &a);
 }
 
 void rs_wb_watch_disarm_ring(struct rs_ring *r, struct rs_fdb *b)
 {
-	watch_disarm(r, b, r);
+	struct armed_op a = watch_of(b);
+	op_disarm(r, b, r, &a);
+}
+
+void rs_wb_send_cancel(struct rs_ring *r, struct rs_fdb *b)
+{
+	struct armed_op a = { &b->send_busy, &b->send_cancel_sent, &b->send_ring, &b->send_op,
+			      false };
+	op_disarm(r, b, NULL, &a);
+}
+
+void rs_wb_pollout_disarm(struct rs_ring *r, struct rs_fdb *b)
+{
+	struct armed_op a = { &b->pollout_armed, &b->pollout_cancel_sent, &b->send_ring,
+			      &b->pollout_op, true };
+	op_disarm(r, b, NULL, &a);
 }
 
 /* The send SQE prepared earlier is still in r's SQ, not yet seen by the
@@ -209,12 +271,13 @@ static bool send_unsubmitted(const struct rs_fdb *b, const struct rs_ring *r)
 	       b->send_epoch == r->submit_epoch;
 }
 
-static size_t describe(struct rs_fdb *b)
+static size_t describe(struct rs_fdb *b, bool wait_room)
 {
 	/* The shortsend fault sends a third of the queue, as a socket that
-	 * takes only part of a send would. */
+	 * takes only part of a send would. Not for a send that waits for
+	 * room (MSG_WAITALL): the kernel never ends those short. */
 	size_t limit = (size_t)1 << 30;
-	if (rs_fault(RS_FAULT_shortsend) && b->wq.bytes > 1)
+	if (!wait_room && rs_fault(RS_FAULT_shortsend) && b->wq.bytes > 1)
 		limit = b->wq.bytes / 3 + 1;
 	int n = rs_bq_iov(&b->wq, b->send_iov, RS_WB_IOV, limit);
 	size_t len = 0;
@@ -225,11 +288,19 @@ static size_t describe(struct rs_fdb *b)
 }
 
 /* Make sure a send for the queue's head is in r (r->lock and b->lock
- * held). One send per fd at a time keeps the byte order. */
-static void prep_send(struct rs_ring *r, struct rs_fdb *b)
+ * held). One send per fd at a time keeps the byte order.
+ *
+ * A send normally has MSG_DONTWAIT: it finishes during the enter that
+ * submits it. `wait_room` is for the rest after the socket took less than
+ * offered (its buffer is full): a send with MSG_WAITALL and without
+ * MSG_DONTWAIT, which io_uring itself retries as the socket drains (its
+ * poll wake-ups run as task work, which wakes the submitting thread even
+ * from a sleep outside the shim), so the bytes the program was told were
+ * written reach the kernel without the thread calling in again. */
+static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 {
 	if (send_unsubmitted(b, r)) {
-		b->send_len = describe(b);
+		b->send_len = describe(b, b->send_blocked);
 		return;
 	}
 	if (b->send_busy || b->pollout_armed || b->sk_err || (b->flags & FDB_RESET) ||
@@ -240,18 +311,22 @@ static void prep_send(struct rs_ring *r, struct rs_fdb *b)
 		return; /* retried at the next flush point */
 	memset(&b->send_msg, 0, sizeof(b->send_msg));
 	b->send_msg.msg_iov = b->send_iov;
-	b->send_len = describe(b);
-	/* MSG_DONTWAIT: the send finishes during the enter that submits it,
-	 * so no op keeps pointing at the queue afterwards; what the socket
-	 * does not take waits for POLLOUT. */
-	io_uring_prep_sendmsg(sqe, b->fd, &b->send_msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	b->send_len = describe(b, wait_room);
+	io_uring_prep_sendmsg(sqe, b->fd, &b->send_msg,
+			      (wait_room ? MSG_WAITALL : MSG_DONTWAIT) | MSG_NOSIGNAL);
 	sqe->user_data = (uint64_t)(uintptr_t)&b->send_op;
 	b->send_op.complete = send_done;
 	b->send_sqe = sqe;
 	b->send_epoch = r->submit_epoch;
 	b->send_ring = r;
 	b->send_busy = true;
+	b->send_blocked = wait_room;
 	rs_fdb_ref(b);
+}
+
+static void prep_send(struct rs_ring *r, struct rs_fdb *b)
+{
+	prep_send_mode(r, b, false);
 }
 
 static void prep_pollout(struct rs_ring *r, struct rs_fdb *b)
@@ -263,6 +338,7 @@ static void prep_pollout(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&b->pollout_op;
 	b->pollout_op.complete = pollout_done;
 	b->pollout_armed = true;
+	b->pollout_cancel_sent = false;
 	rs_fdb_ref(b);
 }
 
@@ -284,13 +360,25 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_fdb *b = container_of(op, struct rs_fdb, send_op);
 	struct rs_ring *r = b->send_ring;
 	pthread_mutex_lock(&b->lock);
+	/* Cancelled by rs_wb_send_cancel: no send follows (what part of it
+	 * went is still counted, io_uring reports it instead of -ECANCELED).
+	 * Cancelled by io_uring itself (the submitting thread exited):
+	 * nothing went, the send is made again below, as for EAGAIN. */
+	bool cancelled = b->send_cancel_sent;
+	if (res == -ECANCELED && !cancelled)
+		res = -EAGAIN;
 	b->send_busy = false;
 	b->send_sqe = NULL;
+	b->send_blocked = false;
+	b->send_cancel_sent = false;
 	bool was_full = b->wq.bytes >= rs_cfg.wb_fd_max;
 	if (res > 0) {
 		rs_bq_consume(&b->wq, (size_t)res);
 		account(b, -res);
 		rs_count_n(RS_C_wb_bytes, (uint64_t)res);
+	} else if (res == -ECANCELED) {
+		/* rs_wb_send_cancel: whoever cancelled decides about the
+		 * bytes (a close that resets the connection drops them). */
 	} else if (res < 0 && res != -EAGAIN) {
 		/* The connection is gone; the bytes can never be sent. The
 		 * error is reported on the fd's next call, as the kernel
@@ -301,12 +389,17 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 		rs_count(RS_C_deferred_errors);
 	}
 	bool failed = b->sk_err || (b->flags & FDB_RESET);
-	if (b->wq.bytes && !failed) {
-		if (res == -EAGAIN || (res >= 0 && (size_t)res < b->send_len))
-			prep_pollout(r, b); /* the socket is full */
-		else
-			prep_send(r, b); /* more than one send's worth */
-	} else if ((b->flags & FDB_SHUT_QUEUED) && !failed) {
+	if (b->wq.bytes && !failed && !cancelled) {
+		/* The socket is full (EAGAIN, or it took part): the rest
+		 * waits in the kernel for room; or more than one send's
+		 * worth is queued. Either way it is submitted now, in the
+		 * flush that reaped this: the thread may not call in again
+		 * for a long time (asleep on a condition variable). */
+		bool full = res == -EAGAIN || (res >= 0 && (size_t)res < b->send_len);
+		prep_send_mode(r, b, full);
+		if (b->send_busy)
+			rs_ring_submit(r);
+	} else if ((b->flags & FDB_SHUT_QUEUED) && !failed && !cancelled) {
 		do_queued_shutdown(b);
 	}
 	bool edge = was_full && b->wq.bytes < rs_cfg.wb_fd_max;
@@ -323,9 +416,38 @@ static void pollout_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_ring *r = b->send_ring;
 	pthread_mutex_lock(&b->lock);
 	b->pollout_armed = false;
+	b->pollout_cancel_sent = false;
 	prep_send(r, b);
+	/* Nothing queued to send (the socket filled up under sends that went
+	 * to the kernel itself, see rs_wb_kernel_full): the room itself is
+	 * the news, EPOLLOUT comes back now, with the kernel's POLLOUT
+	 * wake-up. With a send prepared, it goes now (see send_done) and its
+	 * completion says it. */
+	if (!b->send_busy)
+		rs_fdb_update_ready_key(b, RS_EV_OUT);
+	else
+		rs_ring_submit(r);
 	pthread_mutex_unlock(&b->lock);
 	rs_fdb_unref(b);
+}
+
+void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool armed = false;
+	if (!b->pollout_armed && !b->send_busy && !(b->flags & FDB_CLOSED) && b->fd >= 0) {
+		b->send_ring = r;
+		prep_pollout(r, b);
+		armed = b->pollout_armed;
+		rs_fdb_update_ready(b, false);
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (armed) {
+		/* The poll answers at once if the socket has room again by
+		 * now (a short send can leave some): then EPOLLOUT stays. */
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+	}
 }
 
 bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)
@@ -361,7 +483,7 @@ long rs_wb_write(struct rs_ring *r, struct rs_fdb *b, const struct iovec *iov, i
 		ret = -EPIPE; /* the write side is shut, by us or by a reset */
 		goto out;
 	}
-	if (b->pollout_armed) {
+	if (b->pollout_armed || b->send_blocked) {
 		/* The socket itself is full: the kernel would say EAGAIN now,
 		 * and so do we; EPOLLOUT comes when it drains. Queued bytes
 		 * therefore never run more than one flush ahead of what the

@@ -4,8 +4,10 @@
  * before the EOF; writing after shutdown is EPIPE with SIGPIPE; writing to a
  * peer that closed or reset reports what the kernel reports, when it
  * reports it; a peer that never reads makes writes EAGAIN and EPOLLOUT go
- * away until it drains; a fork right after writing delivers the bytes
- * exactly once; bytes written by a thread that then sleeps still go out. */
+ * away until it drains (also when the writes are the kernel's own: a
+ * blocking socket with a send timeout); a fork right after writing delivers the bytes
+ * exactly once; bytes written by a thread that then sleeps still go out,
+ * also when the socket took them only bit by bit. */
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
@@ -80,6 +82,87 @@ static void *worker(void *arg)
 	worker_done = 1;
 	pthread_cond_broadcast(&cv);
 	while (!worker_quit)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+/* The nginx way: write until EAGAIN, wait for EPOLLOUT, again, until
+ * EPOLLOUT stays away for 200 ms: the socket is full then. (Bounded: an
+ * EPOLLOUT that keeps coming over a full socket is reported, not looped
+ * on forever.) Then the peer reads it all and EPOLLOUT is back. */
+static void fill_and_drain(struct tp_peer *p, int ep, int a)
+{
+	static char chunk[16384];
+	long total = 0, w = 0;
+	int e = 0, idle = 0;
+	uint64_t h = T_FNV_INIT;
+	for (;;) {
+		long before = total;
+		for (;;) {
+			for (size_t i = 0; i < sizeof(chunk); i++)
+				chunk[i] = (char)((total + (long)i) * 7 + ((total + (long)i) >> 11));
+			w = write(a, chunk, sizeof(chunk));
+			e = errno;
+			if (w < 0)
+				break;
+			h = t_fnv(h, chunk, (size_t)w);
+			total += w;
+		}
+		struct epoll_event ev;
+		int n = epoll_wait(ep, &ev, 1, 200);
+		if (n == 0 || (n == 1 && !(ev.events & EPOLLOUT)))
+			break;
+		/* The kernel reports EPOLLOUT only with room for a write. */
+		idle = total == before ? idle + 1 : 0;
+		if (idle == 20) {
+			t_note("EPOLLOUT reported %d times in a row, each time the write failed", idle);
+			break;
+		}
+	}
+	t_note("~ filled %ld bytes", total);
+	t_note("write stopped with %s", t_errname(e));
+	tp_wait("wait, full", ep, 4, 0);
+	struct tp_reply r;
+	long k = tp_do(p, TP_READ, NULL, 0, (int)total, &r, NULL, 0);
+	t_note("peer read all that was written: %s, same bytes in order: %s",
+	       tp_yesno(k == total), tp_yesno(r.hash == h));
+	tp_wait("wait, drained", ep, 4, 5000);
+	TE("write after the drain", write(a, "!", 1));
+	tp_read_show(p, "peer reads", 1);
+}
+
+/* ---- a thread that fills the socket and then sleeps --------------------- */
+
+static int filler_done, filler_quit, filler_errno;
+static long filler_total;
+static uint64_t filler_hash;
+
+/* Writes until EAGAIN, then sleeps on the condition variable: whatever a
+ * write said it took must reach the peer meanwhile, though the socket
+ * took it only bit by bit. */
+static void *filler(void *arg)
+{
+	int fd = *(int *)arg;
+	static char chunk[16384];
+	long total = 0;
+	uint64_t h = T_FNV_INIT;
+	for (;;) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = (char)((total + (long)i) * 13 + ((total + (long)i) >> 10));
+		ssize_t w = write(fd, chunk, sizeof(chunk));
+		if (w < 0)
+			break;
+		h = t_fnv(h, chunk, (size_t)w);
+		total += w;
+	}
+	pthread_mutex_lock(&mu);
+	filler_errno = errno;
+	filler_total = total;
+	filler_hash = h;
+	filler_done = 1;
+	pthread_cond_broadcast(&cv);
+	while (!filler_quit)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
 	return NULL;
@@ -229,36 +312,22 @@ int main(void)
 	a = new_conn(&p);
 	TE("ADD OUT", tp_ctl(ep, EPOLL_CTL_ADD, a, EPOLLOUT, 3));
 	tp_wait("wait, empty socket", ep, 4, 0);
-	static char chunk[16384];
-	long total = 0, w = 0;
-	int e = 0;
-	h = T_FNV_INIT;
-	/* The nginx way: write until EAGAIN, wait for EPOLLOUT, again, until
-	 * EPOLLOUT stays away for 200 ms: the socket is full then. */
-	for (;;) {
-		for (;;) {
-			for (size_t i = 0; i < sizeof(chunk); i++)
-				chunk[i] = (char)((total + (long)i) * 7 + ((total + (long)i) >> 11));
-			w = write(a, chunk, sizeof(chunk));
-			e = errno;
-			if (w < 0)
-				break;
-			h = t_fnv(h, chunk, (size_t)w);
-			total += w;
-		}
-		struct epoll_event ev;
-		if (epoll_wait(ep, &ev, 1, 200) == 0)
-			break;
-	}
-	t_note("~ filled %ld bytes", total);
-	t_note("write stopped with %s", t_errname(e));
-	tp_wait("wait, full", ep, 4, 0);
-	k = tp_do(&p, TP_READ, NULL, 0, (int)total, &r, NULL, 0);
-	t_note("peer read all that was written: %s, same bytes in order: %s",
-	       tp_yesno(k == total), tp_yesno(r.hash == h));
-	tp_wait("wait, drained", ep, 4, 5000);
-	TE("write after the drain", write(a, "!", 1));
-	tp_read_show(&p, "peer reads", 1);
+	fill_and_drain(&p, ep, a);
+	TE("close", close(a));
+	tp_peer_end(&p);
+
+	/* A blocking socket in epoll: its writes are the kernel's own, one by
+	 * one (write-behind is for nonblocking ones), and with a send timeout
+	 * they end in EAGAIN when the buffer stays full. EPOLLOUT must go
+	 * away then, as the kernel's buffer, not the shim's queue, is full. */
+	t_note("== a blocking socket with a send timeout, a peer that does not read");
+	a = new_conn(&p);
+	TE("blocking", tp_set_nonblock(a, 0));
+	struct timeval tv = { 0, 100000 };
+	TE("SO_SNDTIMEO 100 ms", setsockopt(a, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	TE("ADD IN|OUT", tp_ctl(ep, EPOLL_CTL_ADD, a, EPOLLIN | EPOLLOUT, 5));
+	tp_wait("wait, empty socket", ep, 4, 0);
+	fill_and_drain(&p, ep, a);
 	TE("close", close(a));
 	tp_peer_end(&p);
 
@@ -302,6 +371,27 @@ int main(void)
 	tp_read_show(&p, "peer reads 11", 11);
 	pthread_mutex_lock(&mu);
 	worker_quit = 1;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	pthread_join(t, NULL);
+	TE("close", close(a));
+	tp_peer_end(&p);
+
+	t_note("== a thread fills the socket, then sleeps on a condition variable");
+	a = new_conn(&p);
+	pthread_create(&t, NULL, filler, &a);
+	pthread_mutex_lock(&mu);
+	while (!filler_done)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	t_note("~ the thread wrote %ld bytes", filler_total);
+	t_note("its writes stopped with %s", t_errname(filler_errno));
+	k = tp_do(&p, TP_READ, NULL, 0, (int)filler_total, &r, NULL, 0);
+	t_note("peer read all that was written: %s, same bytes in order: %s%s%s",
+	       tp_yesno(k == filler_total), tp_yesno(r.hash == filler_hash), r.err ? ", then " : "",
+	       r.err ? t_errname(r.err) : "");
+	pthread_mutex_lock(&mu);
+	filler_quit = 1;
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
 	pthread_join(t, NULL);
