@@ -12,7 +12,10 @@ struct rs_config rs_cfg;
 
 static const struct rs_config defaults = {
 	.disable = false,
-	.mode = RS_MODE_STRICT,
+	/* Batch mode is the default now that it passes every test strict
+	 * mode passes (issue 3); its by-design differences are listed in
+	 * docs/semantics.md, and RINGSHIM_MODE=strict gives exactness alone. */
+	.mode = RS_MODE_BATCH,
 	.fds = RS_FDS_ALL,
 	.ring_entries = 256,
 	.max_rings = 64,

@@ -83,7 +83,7 @@ GiB = 1 << 30
 ENV_VARS = (
     EnvVar("RINGSHIM_DISABLE", "0|1", "0",
            "1 turns the shim off entirely: every call goes straight to libc.", _bool),
-    EnvVar("RINGSHIM_MODE", "strict|batch", "see README",
+    EnvVar("RINGSHIM_MODE", "strict|batch", "batch",
            "strict: each call completes on the ring before it returns, exactly like "
            "the system call; batch: write-behind, read-ahead and batched submissions.",
            _choice(MODES)),

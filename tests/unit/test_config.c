@@ -83,7 +83,7 @@ START_TEST(load_bad_values_keep_defaults)
 	rs_config_load();
 	ck_assert_uint_eq(rs_cfg.ring_entries, 256);
 	ck_assert_uint_eq(rs_cfg.wb_max, 64u << 20);
-	ck_assert_int_eq(rs_cfg.mode, RS_MODE_STRICT);
+	ck_assert_int_eq(rs_cfg.mode, RS_MODE_BATCH);
 	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_TCP | RS_FDS_UNIX);
 	unsetenv("RINGSHIM_RING_ENTRIES");
 	unsetenv("RINGSHIM_WB_MAX");
@@ -95,10 +95,10 @@ END_TEST
 START_TEST(load_fds_default_per_mode)
 {
 	unsetenv("RINGSHIM_FDS");
-	unsetenv("RINGSHIM_MODE");
+	setenv("RINGSHIM_MODE", "strict", 1);
 	rs_config_load();
 	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_ALL);
-	setenv("RINGSHIM_MODE", "batch", 1);
+	unsetenv("RINGSHIM_MODE"); /* batch, the default */
 	rs_config_load();
 	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_SOCKETS | RS_FDS_PIPES);
 	setenv("RINGSHIM_FDS", "all", 1);
@@ -107,7 +107,6 @@ START_TEST(load_fds_default_per_mode)
 	setenv("RINGSHIM_FDS", "files,bogus", 1);
 	rs_config_load();
 	ck_assert_uint_eq(rs_cfg.fds, RS_FDS_SOCKETS | RS_FDS_PIPES);
-	unsetenv("RINGSHIM_MODE");
 	unsetenv("RINGSHIM_FDS");
 }
 END_TEST
