@@ -53,8 +53,9 @@ static uint32_t fdb_flags_for(uint32_t st)
 		return completions ? FDB_LISTEN : 0;
 	if (!(f & RS_FD_STREAM_CONNECTED))
 		return 0;
-	return FDB_WB |
-	       (k == RS_KIND_TCP && completions && !(f & RS_FD_RCVLOWAT) ? FDB_RX : 0);
+	return FDB_WB | (k == RS_KIND_TCP && completions && !(f & (RS_FD_RCVLOWAT | RS_FD_SHUT_RD))
+				 ? FDB_RX
+				 : 0);
 }
 
 /* Numbers duplicated before any of them had batch state (a dup before the

@@ -36,6 +36,7 @@ enum {
 	RS_FD_DUPED = 1u << 7,	   /* another number in this process shares it */
 	RS_FD_LINGER = 1u << 8,	   /* SO_LINGER on (timeout in linger_s) */
 	RS_FD_RCVLOWAT = 1u << 9,  /* SO_RCVLOWAT above 1 */
+	RS_FD_SHUT_RD = 1u << 10,  /* shutdown(SHUT_RD) was called on it */
 };
 
 struct rs_fd {

@@ -238,7 +238,8 @@ enum {
 	AV_EPOLLDUP = 8,     /* dup of an epoll fd: batch forgets the instance */
 	AV_SHUTWR = 16,	     /* write after own SHUT_WR (batch): no EPIPE; fixed, kept
 				for the saved regressions that name it */
-	AV_TCPSHUTRD = 32,   /* bytes for a TCP socket after its SHUT_RD (batch: EOF) */
+	AV_TCPSHUTRD = 32,   /* bytes for a TCP socket after its SHUT_RD (batch: EOF);
+				fixed (seed 183), kept for the saved regressions */
 	AV_DUPNONBLOCK = 64, /* O_NONBLOCK changed through a dup (batch: stale) */
 	AV_FORKSHUTWR = 128, /* write in the parent after a fork child's SHUT_WR
 				(batch: queued, no EPIPE; issue 3) */
