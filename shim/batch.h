@@ -138,6 +138,10 @@ struct rs_fdb {
 
 	struct rs_epitem *items; /* epoll registrations of this fd */
 	struct rs_fdb *all_next, *all_prev;
+	/* The socket's inode when made for a number that shares its socket
+	 * (dup, inherited), so that the socket's other numbers find it; 0
+	 * otherwise (fdb.c, shared_state). */
+	unsigned long sock_ino;
 };
 
 /* The batch backend (io_batch.c). */

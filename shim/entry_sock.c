@@ -173,6 +173,17 @@ RS_EXPORT int shutdown(int fd, int how)
 	rs_begin(&c, RS_C_call_shutdown, fd, RS_OPK_SOCK);
 	if (!c.ring)
 		return RS_REAL(shutdown)(fd, how);
+	if (rs_cfg.mode == RS_MODE_BATCH && (how == SHUT_RD || how == SHUT_RDWR)) {
+		/* Our own SHUT_RD makes a TCP receive return 0 only while the
+		 * receive queue is empty: bytes the peer sends afterwards are
+		 * still queued and read. A receive armed ahead would take that
+		 * 0 as the end of the stream for good (fuzz seed 183, --avoid
+		 * tcpshutrd). So receiving ahead stops first - what it took
+		 * stays in the stash and is read first - and reads go to the
+		 * kernel from then on. */
+		rs_fd_set_flags(fd, RS_FD_SHUT_RD, 0);
+		rs_batch_no_receive_ahead(fd);
+	}
 	return (int)rs_end(&c, c.io->shutdown(&c, how));
 }
 

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "batch.h"
 #include "config.h"
@@ -58,20 +59,67 @@ static uint32_t fdb_flags_for(uint32_t st)
 		return completions ? FDB_LISTEN : 0;
 	if (!(f & RS_FD_STREAM_CONNECTED))
 		return 0;
-	return FDB_WB |
-	       (k == RS_KIND_TCP && completions && !(f & RS_FD_RCVLOWAT) ? FDB_RX : 0);
+	return FDB_WB | (k == RS_KIND_TCP && completions && !(f & (RS_FD_RCVLOWAT | RS_FD_SHUT_RD))
+				 ? FDB_RX
+				 : 0);
 }
 
-struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
+/* Numbers duplicated before any of them had batch state (a dup before the
+ * first write) are one socket, as numbers duplicated afterwards are
+ * (rs_batch_duped): a shutdown, an error or bytes queued through one of
+ * them concern every other, so they must share one state. Each number
+ * making its own let a write through one number be queued after a
+ * shutdown(SHUT_WR) through another (no EPIPE; fuzz seeds 62, 94). A
+ * socket has one file, so its inode names it: the state of such a number
+ * is recorded under it, and the socket's other numbers look for it. dup_lock
+ * keeps two threads from each making one. */
+static pthread_mutex_t dup_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A live state of the socket with inode ino, referenced; or NULL. */
+static struct rs_fdb *shared_state(unsigned long ino)
 {
-	struct rs_fdb *b = rs_fdb_get(fd);
-	if (b)
-		return b;
-	uint32_t flags = fdb_flags_for(st);
-	struct rs_fd *e = rs_fd_peek(fd);
-	if (!flags || !e)
+	struct rs_fdb *found = NULL;
+	pthread_mutex_lock(&all_lock);
+	for (struct rs_fdb *b = all; b; b = b->all_next) {
+		if (b->sock_ino == ino && __atomic_load_n(&b->nums, __ATOMIC_ACQUIRE)) {
+			rs_fdb_ref(b);
+			found = b;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&all_lock);
+	return found;
+}
+
+/* Map number e to the socket's existing state s (referenced by the
+ * caller, reference handed over). Returns the state e maps to, or NULL
+ * when s was closed meanwhile. */
+static struct rs_fdb *join_state(struct rs_fd *e, struct rs_fdb *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool alive = s->nums && !(s->flags & FDB_CLOSED);
+	if (alive)
+		s->nums++;
+	pthread_mutex_unlock(&s->lock);
+	if (!alive) {
+		rs_fdb_unref(s);
 		return NULL;
-	b = calloc(1, sizeof(*b));
+	}
+	struct rs_fdb *none = NULL;
+	if (__atomic_compare_exchange_n((struct rs_fdb **)&e->batch, &none, s, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return s;
+	/* Another thread gave this number a state first. */
+	pthread_mutex_lock(&s->lock);
+	s->nums--;
+	pthread_mutex_unlock(&s->lock);
+	rs_fdb_unref(s);
+	return none;
+}
+
+static struct rs_fdb *attach_new(int fd, struct rs_fd *e, uint32_t flags, unsigned long ino)
+{
+	struct rs_fdb *b = calloc(1, sizeof(*b));
 	if (!b)
 		return NULL;
 	pthread_mutex_init(&b->lock, NULL);
@@ -80,6 +128,7 @@ struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
 	b->flags = flags;
 	b->refs = 1;
 	b->nums = 1;
+	b->sock_ino = ino;
 	struct rs_fdb *none = NULL;
 	if (!__atomic_compare_exchange_n((struct rs_fdb **)&e->batch, &none, b, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
@@ -97,6 +146,31 @@ struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
 	all = b;
 	pthread_mutex_unlock(&all_lock);
 	rs_gauge_add(RS_G_FDS_MANAGED, 1);
+	return b;
+}
+
+struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
+{
+	struct rs_fdb *b = rs_fdb_get(fd);
+	if (b)
+		return b;
+	uint32_t flags = fdb_flags_for(st);
+	struct rs_fd *e = rs_fd_peek(fd);
+	if (!flags || !e)
+		return NULL;
+	/* Only a number that may share its socket asks for the inode (one
+	 * fstat when its state is made). */
+	struct stat sb;
+	if (!(RS_FD_FLAGS(st) & (RS_FD_DUPED | RS_FD_SHARED)) || RS_REAL(fstat64)(fd, &sb) ||
+	    !S_ISSOCK(sb.st_mode) || !sb.st_ino)
+		return attach_new(fd, e, flags, 0);
+	unsigned long ino = (unsigned long)sb.st_ino;
+	pthread_mutex_lock(&dup_lock);
+	struct rs_fdb *s = shared_state(ino);
+	b = s ? join_state(e, s) : NULL;
+	if (!b)
+		b = attach_new(fd, e, flags, ino);
+	pthread_mutex_unlock(&dup_lock);
 	return b;
 }
 
@@ -142,7 +216,12 @@ void rs_batch_duped(int oldfd, int newfd)
 		rs_epoll_duped(oldfd, newfd);
 		return;
 	}
-	struct rs_fdb *b = rs_fdb_get(oldfd);
+	/* A connected stream socket gets its state now if it had none: it
+	 * must outlive any one of the numbers (a shutdown(SHUT_WR) through the
+	 * copy, then closed, still makes a write through the original fail;
+	 * fuzz seed 62), which one state looked up by inode later (see
+	 * shared_state) cannot promise once the copy's state is gone. */
+	struct rs_fdb *b = rs_fdb_attach(oldfd, __atomic_load_n(&o->state, __ATOMIC_ACQUIRE));
 	if (!b)
 		return;
 	/* Both numbers are one socket: they share its state, so bytes stashed
@@ -661,6 +740,7 @@ void rs_batch_before_fork(void)
 void rs_batch_after_fork_child(void)
 {
 	pthread_mutex_init(&all_lock, NULL);
+	pthread_mutex_init(&dup_lock, NULL);
 	struct rs_fdb *b = all, *next;
 	for (; b; b = next) {
 		next = b->all_next;

@@ -40,6 +40,7 @@ enum {
 	 * SCM_RIGHTS): it can change the socket's state (shutdown) where
 	 * the shim does not see it. */
 	RS_FD_OTHER_PROC = 1u << 10,
+	RS_FD_SHUT_RD = 1u << 11,  /* shutdown(SHUT_RD) was called on it */
 };
 
 struct rs_fd {

@@ -180,6 +180,7 @@ struct chan {
 	int ofd[2]; /* -1 closed, -2 connection not accepted yet */
 	int shut_rd[2], shut_wr[2]; /* the kernel's RCV/SEND_SHUTDOWN */
 	int own_shut_wr[2];	    /* shutdown(SHUT_WR) called on this end */
+	int child_shut_wr[2];	    /* ... by a fork child (--avoid forkshutwr) */
 	int taint[2]; /* outcome of anything on this end may differ by design */
 	int lst;      /* listener slot while not accepted */
 	struct dirm d[2]; /* d[e]: written at end e, read at end 1-e */
@@ -237,8 +238,11 @@ enum {
 	AV_EPOLLDUP = 8,     /* dup of an epoll fd: batch forgets the instance */
 	AV_SHUTWR = 16,	     /* write after own SHUT_WR (batch): no EPIPE; fixed, kept
 				for the saved regressions that name it */
-	AV_TCPSHUTRD = 32,   /* bytes for a TCP socket after its SHUT_RD (batch: EOF) */
+	AV_TCPSHUTRD = 32,   /* bytes for a TCP socket after its SHUT_RD (batch: EOF);
+				fixed (seed 183), kept for the saved regressions */
 	AV_DUPNONBLOCK = 64, /* O_NONBLOCK changed through a dup (batch: stale) */
+	AV_FORKSHUTWR = 128, /* write in the parent after a fork child's SHUT_WR
+				(batch: queued, no EPIPE; issue 3) */
 };
 static const struct {
 	const char *name;
@@ -246,7 +250,7 @@ static const struct {
 } avoid_names[] = {
 	{ "dupfd", AV_DUPFD }, { "peekwaitall", AV_PEEKWAITALL }, { "dgramrd", AV_DGRAMRD },
 	{ "epolldup", AV_EPOLLDUP }, { "shutwr", AV_SHUTWR }, { "tcpshutrd", AV_TCPSHUTRD },
-	{ "dupnonblock", AV_DUPNONBLOCK },
+	{ "dupnonblock", AV_DUPNONBLOCK }, { "forkshutwr", AV_FORKSHUTWR },
 };
 static int avoid;
 
@@ -1629,6 +1633,8 @@ static int op_write(struct ctx *x)
 		bool wb = W->of[o].nonblock && (c->kind == K_USTREAM || c->kind == K_TCP);
 		if ((avoid & AV_SHUTWR) && wb && c->own_shut_wr[e_end])
 			return 0;
+		if ((avoid & AV_FORKSHUTWR) && wb && c->child_shut_wr[e_end])
+			return 0;
 		/* TCP bytes for a peer that shut its reading side are still
 		 * queued there, but may wait for a window update that a
 		 * reader with RCV_SHUTDOWN does not send: timing. */
@@ -1802,6 +1808,8 @@ static int op_shutdown(struct ctx *x)
 	int peer = 1 - e_end;
 	struct dirm *in = in_dir(c, e_end), *out = out_dir(c, e_end);
 	bool rd = h != 1, wr = h != 0;
+	if (wr && in_child)
+		c->child_shut_wr[e_end] = 1;
 	switch (c->kind) {
 	case K_USTREAM:
 	case K_USEQ:

@@ -29,18 +29,6 @@ static int watch_and_wait(int a)
 	return ep;
 }
 
-static void read_all(const char *label, int a)
-{
-	char buf[64];
-	for (int i = 0; i < 3; i++) {
-		long n = TE(label, recv(a, buf, sizeof(buf), MSG_DONTWAIT));
-		if (n > 0)
-			t_bytes("  got", buf, n);
-		if (n <= 0)
-			break;
-	}
-}
-
 int main(void)
 {
 	alarm(60);
@@ -54,7 +42,7 @@ int main(void)
 	int ep = watch_and_wait(a);
 	int two = 2;
 	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
-	read_all("recv", a);
+	tp_recv_show_all("recv", a);
 	close(ep);
 	close(a);
 	close(c);
@@ -66,7 +54,7 @@ int main(void)
 	ep = watch_and_wait(a);
 	t_sleep_ms(50);
 	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
-	read_all("recv", a);
+	tp_recv_show_all("recv", a);
 	close(ep);
 	close(a);
 
@@ -84,7 +72,7 @@ int main(void)
 	n = TE("recv MSG_PEEK again", recv(a, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT));
 	if (n > 0)
 		t_bytes("  got", buf, n);
-	read_all("recv", a);
+	tp_recv_show_all("recv", a);
 	T("send 2", send(c, "wx", 2, 0));
 	t_sleep_ms(50);
 	T("SO_RCVLOWAT 2", setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &two, sizeof(two)));
@@ -109,7 +97,7 @@ int main(void)
 	n = TE("recv 8 MSG_WAITALL", recv(a, buf, 8, MSG_WAITALL));
 	if (n > 0)
 		t_bytes("  got", buf, n);
-	read_all("recv", a);
+	tp_recv_show_all("recv", a);
 	waitpid(kid, NULL, 0);
 	close(ep);
 	close(a);
@@ -121,7 +109,7 @@ int main(void)
 	ep = watch_and_wait(a);
 	int outer = epoll_create1(0);
 	T("epoll_ctl outer ADD inner", tp_ctl(outer, EPOLL_CTL_ADD, ep, EPOLLIN, 2));
-	read_all("recv", a);
+	tp_recv_show_all("recv", a);
 	close(outer);
 	close(ep);
 	close(a);

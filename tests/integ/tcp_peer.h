@@ -475,4 +475,18 @@ static inline int tp_ctl(int ep, int op, int fd, uint32_t events, uint64_t data)
 	return epoll_ctl(ep, op, fd, &ev);
 }
 
+/* Nonblocking receives on fd, each printed, until one returns 0 or fails
+ * (at most 3). */
+static inline void tp_recv_show_all(const char *label, int fd)
+{
+	char buf[64];
+	for (int i = 0; i < 3; i++) {
+		long n = TE(label, recv(fd, buf, sizeof(buf), MSG_DONTWAIT));
+		if (n > 0)
+			t_bytes("  got", buf, n);
+		if (n <= 0)
+			break;
+	}
+}
+
 #endif
