@@ -95,7 +95,7 @@ void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 		q->cap = cap;
 		q->owner = b;
 		q->flags = SOCK_NONBLOCK;
-		b->acq = q;
+		__atomic_store_n(&b->acq, q, __ATOMIC_RELEASE); /* see rs_acq_ring */
 	}
 	struct io_uring_sqe *sqe = rs_ring_sqe(r);
 	if (!sqe)
@@ -108,7 +108,7 @@ void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&q->op;
 	q->op.complete = acq_done;
 	q->armed = true;
-	q->ring = r;
+	__atomic_store_n(&q->ring, r, __ATOMIC_RELAXED);
 	rs_fdb_ref(b);
 }
 
@@ -242,7 +242,9 @@ int rs_acq_take(struct rs_ring *r, struct rs_fdb *b, struct sockaddr *addr, sock
 
 struct rs_ring *rs_acq_ring(const struct rs_fdb *b)
 {
-	return b->acq ? b->acq->ring : NULL;
+	/* Atomic: on_ring (fdb.c) asks without the locks. */
+	struct rs_acq *q = __atomic_load_n(&b->acq, __ATOMIC_ACQUIRE);
+	return q ? __atomic_load_n(&q->ring, __ATOMIC_RELAXED) : NULL;
 }
 
 bool rs_acq_active(const struct rs_fdb *b)
@@ -348,5 +350,5 @@ void rs_acq_disarm(struct rs_ring *r, struct rs_fdb *b)
 void rs_acq_free(struct rs_fdb *b)
 {
 	free(b->acq);
-	b->acq = NULL;
+	__atomic_store_n(&b->acq, NULL, __ATOMIC_RELAXED);
 }

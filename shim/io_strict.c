@@ -120,7 +120,7 @@ uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side)
 	struct rs_fd *e = rs_fd_peek(c->fd);
 	uint64_t ours = RS_TIMEO_NONE;
 	if (e && (RS_FD_FLAGS(c->st) & RS_FD_TIMEO))
-		ours = send_side ? e->sndtimeo_us : e->rcvtimeo_us;
+		ours = send_side ? RS_FD_LOAD(e, sndtimeo_us) : RS_FD_LOAD(e, rcvtimeo_us);
 	if (!shared(c))
 		return ours;
 	/* The timeout belongs to the socket: a dup, or another process, may

@@ -156,7 +156,7 @@ void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->rx_armed = true;
 	__atomic_store_n(&b->rx_used, true, __ATOMIC_RELEASE);
 	b->rx_cancel_sent = false;
-	b->rx_ring = r;
+	__atomic_store_n(&b->rx_ring, r, __ATOMIC_RELAXED); /* on_ring reads it unlocked */
 	rs_fdb_ref(b);
 }
 
