@@ -18,6 +18,7 @@
 #include "log.h"
 #include "real.h"
 #include "stats.h"
+#include "vg.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -119,6 +120,12 @@ static void acq_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_fdb *b = q->owner;
 	pthread_mutex_lock(&b->lock);
 	q->armed = false;
+	if (res >= 0) { /* the kernel wrote the peer's address */
+		RS_VG_DEFINED(&q->pending.alen, sizeof(q->pending.alen));
+		RS_VG_DEFINED(&q->pending.addr, q->pending.alen < sizeof(q->pending.addr)
+							? q->pending.alen
+							: sizeof(q->pending.addr));
+	}
 	if (res != -ECANCELED && q->count < q->cap) {
 		struct rs_acq_slot *s = &q->slots[(q->head + q->count) % q->cap];
 		*s = q->pending;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "real.h"
 #include "signals.h"
+#include "vg.h"
 
 #ifndef IORING_ACCEPT_DONTWAIT
 #define IORING_ACCEPT_DONTWAIT (1U << 1)
@@ -158,6 +159,13 @@ static int run_op(struct rs_call *c, rs_prep_fn prep, void *args, bool nonblock,
 	}
 	prep(sqe, c, args, nonblock);
 	sqe->user_data = (uint64_t)(uintptr_t)&op;
+	if (unlikely(RS_ON_VALGRIND())) {
+		struct rs_vg_snap snap;
+		rs_vg_snap(&snap, sqe);
+		int res = rs_ring_run(c->ring, &op, w);
+		rs_vg_completed(&snap, res);
+		return res;
+	}
 	return rs_ring_run(c->ring, &op, w);
 }
 
