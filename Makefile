@@ -17,7 +17,7 @@ SHIM_SRCS := $(sort $(wildcard shim/*.c))
 SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
 SHIM_LIB  := $(BUILD)/libringshim.so
 
-.PHONY: all lib demo-apps tests test demo asan tsan fuzz install uninstall clean deps test-deps \
+.PHONY: all lib demo-apps tests test demo asan tsan valgrind fuzz install uninstall clean deps test-deps \
         demo-deps check-deps
 all: lib demo-apps tests
 
@@ -81,6 +81,19 @@ tsan: test-deps
 	    EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    SAN_LDFLAGS="-fsanitize=thread" all
 	@BUILD=build-tsan RINGSHIM_SANITIZER=tsan tests/run --sanitizer tsan --threaded $(TEST_ARGS)
+
+# Memcheck over the integration programs (strict and batch) under the
+# normal build: the shim's own memory use and what it hands the program.
+# The programs run natively too, for the transcripts; unit tests, faults,
+# fuzzer and real servers are left to `make test`. Slow: minutes a program.
+VG_PROGS = $(INTEG_SRCS:tests/integ/%.c=%)
+VG_EMPTY =
+VG_ONLY  = ^($(subst $(VG_EMPTY) $(VG_EMPTY),|,$(strip $(VG_PROGS))))$$
+valgrind:
+	@scripts/install-deps build test valgrind
+	@$(MAKE) --no-print-directory all
+	@tests/run --sanitizer valgrind --modes strict,batch --skip-real --skip-scripts \
+	    --only '$(VG_ONLY)' $(TEST_ARGS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "real.h"
 #include "stats.h"
+#include "vg.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -95,7 +96,7 @@ void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 		q->cap = cap;
 		q->owner = b;
 		q->flags = SOCK_NONBLOCK;
-		b->acq = q;
+		__atomic_store_n(&b->acq, q, __ATOMIC_RELEASE); /* see rs_acq_ring */
 	}
 	struct io_uring_sqe *sqe = rs_ring_sqe(r);
 	if (!sqe)
@@ -108,7 +109,7 @@ void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&q->op;
 	q->op.complete = acq_done;
 	q->armed = true;
-	q->ring = r;
+	__atomic_store_n(&q->ring, r, __ATOMIC_RELAXED);
 	rs_fdb_ref(b);
 }
 
@@ -119,6 +120,12 @@ static void acq_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_fdb *b = q->owner;
 	pthread_mutex_lock(&b->lock);
 	q->armed = false;
+	if (res >= 0) { /* the kernel wrote the peer's address */
+		RS_VG_DEFINED(&q->pending.alen, sizeof(q->pending.alen));
+		RS_VG_DEFINED(&q->pending.addr, q->pending.alen < sizeof(q->pending.addr)
+							? q->pending.alen
+							: sizeof(q->pending.addr));
+	}
 	if (res != -ECANCELED && q->count < q->cap) {
 		struct rs_acq_slot *s = &q->slots[(q->head + q->count) % q->cap];
 		*s = q->pending;
@@ -242,7 +249,9 @@ int rs_acq_take(struct rs_ring *r, struct rs_fdb *b, struct sockaddr *addr, sock
 
 struct rs_ring *rs_acq_ring(const struct rs_fdb *b)
 {
-	return b->acq ? b->acq->ring : NULL;
+	/* Atomic: on_ring (fdb.c) asks without the locks. */
+	struct rs_acq *q = __atomic_load_n(&b->acq, __ATOMIC_ACQUIRE);
+	return q ? __atomic_load_n(&q->ring, __ATOMIC_RELAXED) : NULL;
 }
 
 bool rs_acq_active(const struct rs_fdb *b)
@@ -348,5 +357,5 @@ void rs_acq_disarm(struct rs_ring *r, struct rs_fdb *b)
 void rs_acq_free(struct rs_fdb *b)
 {
 	free(b->acq);
-	b->acq = NULL;
+	__atomic_store_n(&b->acq, NULL, __ATOMIC_RELAXED);
 }

@@ -21,12 +21,15 @@ static void flush_before_sleep(void)
 	if (!r || rs_cfg.mode != RS_MODE_BATCH || rs_depth ||
 	    __atomic_load_n(&rs_state, __ATOMIC_ACQUIRE) != RS_STATE_READY)
 		return;
-	if (r->uring.sq.sqe_tail == r->uring.sq.sqe_head)
-		return;
 	int saved = errno;
+	/* The SQ is looked at under the lock: another thread may be queueing
+	 * on this ring (a cancel for an fd it adopts, say). A sleep can
+	 * afford the uncontended lock. */
 	rs_ring_lock(r);
-	rs_ring_poke(r);
-	rs_ring_reap(r);
+	if (r->uring.sq.sqe_tail != r->uring.sq.sqe_head) {
+		rs_ring_poke(r);
+		rs_ring_reap(r);
+	}
 	rs_ring_unlock(r);
 	errno = saved;
 }

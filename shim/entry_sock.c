@@ -232,7 +232,7 @@ RS_EXPORT int setsockopt(int fd, int level, int name, const void *optval, sockle
 		const struct linger *l = optval;
 		struct rs_fd *e = rs_fd_entry(fd);
 		if (e)
-			e->linger_s = l->l_linger;
+			RS_FD_STORE(e, linger_s, l->l_linger);
 		rs_fd_set_flags(fd, l->l_onoff ? RS_FD_LINGER : 0, l->l_onoff ? 0 : RS_FD_LINGER);
 		return r;
 	}
@@ -262,10 +262,10 @@ RS_EXPORT int setsockopt(int fd, int level, int name, const void *optval, sockle
 #endif
 			;
 		if (rcv)
-			e->rcvtimeo_us = us;
+			RS_FD_STORE(e, rcvtimeo_us, us);
 		else
-			e->sndtimeo_us = us;
-		if (e->rcvtimeo_us || e->sndtimeo_us)
+			RS_FD_STORE(e, sndtimeo_us, us);
+		if (RS_FD_LOAD(e, rcvtimeo_us) || RS_FD_LOAD(e, sndtimeo_us))
 			rs_fd_set_flags(fd, RS_FD_TIMEO, 0);
 		else
 			rs_fd_set_flags(fd, 0, RS_FD_TIMEO);

@@ -17,6 +17,7 @@
 #include "signals.h"
 #include "sigmask.h"
 #include "stats.h"
+#include "vg.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -1042,6 +1043,8 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 	pthread_mutex_unlock(&ep->lock);
 	if (kernel_only && rs_ring_op_supported(IORING_OP_EPOLL_WAIT)) {
 		n = kernel_wait(r, ep, &me, evs, max, timeout, mask);
+		if (n > 0) /* written by the kernel through the ring */
+			RS_VG_DEFINED(evs, (size_t)n * sizeof(*evs));
 		/* Cancelled by an ADD of an fd the shim watches: wait for
 		 * both below, for the time left. */
 		if (n != -ECANCELED || !me.kicked) {

@@ -291,7 +291,7 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	bool fork_unread = b->fork_stash &&
 			   !__atomic_sub_fetch(&b->fork_stash->holders, 1, __ATOMIC_ACQ_REL) &&
 			   rs_fork_stash_bytes(b);
-	bool abort_close = b->rq.bytes > 0 || fork_unread || (linger && e && e->linger_s == 0);
+	bool abort_close = b->rq.bytes > 0 || fork_unread || (linger && e && RS_FD_LOAD(e, linger_s) == 0);
 	if (abort_close && b->send_busy) {
 		/* A send still waiting for room points into the queue about
 		 * to be dropped (and would hold the socket open): end it. */
@@ -530,8 +530,13 @@ void rs_batch_flush_all(bool wait)
 static bool on_ring(struct rs_fdb *b, void *arg)
 {
 	struct rs_ring *r = arg;
-	return b->rx_ring == r || b->send_ring == r || rs_acq_ring(b) == r ||
-	       (b->watch_armed && b->watch_ring == r);
+	/* Without b->lock (all_lock is held): the fields it looks at are
+	 * written atomically, under b->lock, on other threads. A stale answer
+	 * is harmless: only this ring's own thread sets them to r. */
+	return __atomic_load_n(&b->rx_ring, __ATOMIC_RELAXED) == r ||
+	       __atomic_load_n(&b->send_ring, __ATOMIC_RELAXED) == r || rs_acq_ring(b) == r ||
+	       (__atomic_load_n(&b->watch_armed, __ATOMIC_RELAXED) &&
+		__atomic_load_n(&b->watch_ring, __ATOMIC_RELAXED) == r);
 }
 
 void rs_batch_ring_exit(struct rs_ring *r)
@@ -542,21 +547,26 @@ void rs_batch_ring_exit(struct rs_ring *r)
 	while ((n = snapshot(list, 256, on_ring, r)) > 0) {
 		for (int i = 0; i < n; i++) {
 			struct rs_fdb *b = list[i];
-			if (b->rx_ring == r && b->rx_armed) {
+			/* Each test under b->lock: other threads change these. */
+			pthread_mutex_lock(&b->lock);
+			bool here = b->rx_ring == r && b->rx_armed;
+			pthread_mutex_unlock(&b->lock);
+			if (here) {
 				rs_rx_disarm(r, b);
 				pthread_mutex_lock(&b->lock);
 				/* Another thread's epoll_wait arms it again. */
 				b->flags &= ~FDB_NO_REARM;
-				b->rx_ring = NULL;
+				__atomic_store_n(&b->rx_ring, NULL, __ATOMIC_RELAXED);
 				pthread_mutex_unlock(&b->lock);
 			}
 			/* The next write arms it again on its own ring. */
 			rs_wb_watch_disarm_ring(r, b);
 			pthread_mutex_lock(&b->lock);
 			if (!b->watch_armed && b->watch_ring == r)
-				b->watch_ring = NULL;
+				__atomic_store_n(&b->watch_ring, NULL, __ATOMIC_RELAXED);
+			here = b->send_ring == r;
 			pthread_mutex_unlock(&b->lock);
-			if (b->send_ring == r) {
+			if (here) {
 				rs_wb_drain_bounded(r, b);
 				/* A poll for room with nothing queued (sends
 				 * went to the kernel itself) would die with
@@ -565,7 +575,7 @@ void rs_batch_ring_exit(struct rs_ring *r)
 			}
 			pthread_mutex_lock(&b->lock);
 			if (b->send_ring == r && !b->send_busy && !b->pollout_armed)
-				b->send_ring = NULL;
+				__atomic_store_n(&b->send_ring, NULL, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(&b->lock);
 			if (rs_acq_ring(b) == r)
 				rs_acq_close(r, b);
@@ -747,12 +757,14 @@ void rs_batch_after_fork_child(void)
 		pthread_mutex_init(&b->lock, NULL);
 		rs_bq_clear(&b->rq);
 		rs_bq_clear(&b->wq);
-		b->send_ring = b->rx_ring = NULL;
+		__atomic_store_n(&b->send_ring, NULL, __ATOMIC_RELAXED);
+		__atomic_store_n(&b->rx_ring, NULL, __ATOMIC_RELAXED);
 		b->send_sqe = NULL;
 		b->send_busy = b->pollout_armed = b->pollout_cancel_sent = false;
 		b->send_blocked = b->send_cancel_sent = false;
-		b->watch_armed = b->watch_cancel_sent = false;
-		b->watch_ring = NULL;
+		__atomic_store_n(&b->watch_armed, false, __ATOMIC_RELAXED);
+		b->watch_cancel_sent = false;
+		__atomic_store_n(&b->watch_ring, NULL, __ATOMIC_RELAXED);
 		b->rx_armed = b->rx_cancel_sent = b->rx_paused = false;
 		b->flags &= ~FDB_NO_REARM;
 		rs_acq_free(b);

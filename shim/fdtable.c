@@ -93,7 +93,8 @@ void rs_fd_created(int fd, enum rs_kind kind, unsigned flags)
 	if (stale && rs_fd_stale_batch_hook)
 		rs_fd_stale_batch_hook(fd, __atomic_load_n(&e->state, __ATOMIC_ACQUIRE), stale);
 	__atomic_add_fetch(&e->gen, 1, __ATOMIC_RELAXED);
-	e->rcvtimeo_us = e->sndtimeo_us = 0;
+	RS_FD_STORE(e, rcvtimeo_us, 0);
+	RS_FD_STORE(e, sndtimeo_us, 0);
 	store_state(e, kind, flags | RS_FD_TRACKED);
 }
 
@@ -122,9 +123,9 @@ void rs_fd_duped(int oldfd, int newfd, bool cloexec)
 		      (o && (RS_FD_FLAGS(st) & RS_FD_TRACKED)) ? flags : 0);
 	struct rs_fd *n = rs_fd_peek(newfd);
 	if (o && n) {
-		n->rcvtimeo_us = o->rcvtimeo_us;
-		n->sndtimeo_us = o->sndtimeo_us;
-		n->linger_s = o->linger_s;
+		RS_FD_STORE(n, rcvtimeo_us, RS_FD_LOAD(o, rcvtimeo_us));
+		RS_FD_STORE(n, sndtimeo_us, RS_FD_LOAD(o, sndtimeo_us));
+		RS_FD_STORE(n, linger_s, RS_FD_LOAD(o, linger_s));
 	}
 	if (!o || !(RS_FD_FLAGS(st) & RS_FD_TRACKED))
 		rs_fd_closed(newfd); /* classify on first use, as inherited */
@@ -249,9 +250,9 @@ static uint32_t classify(int fd, struct rs_fd *e, uint32_t st)
 			if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
 			    listening)
 				flags |= RS_FD_LISTENING;
-			e->rcvtimeo_us = timeo_us(fd, SO_RCVTIMEO);
-			e->sndtimeo_us = timeo_us(fd, SO_SNDTIMEO);
-			if (e->rcvtimeo_us || e->sndtimeo_us)
+			RS_FD_STORE(e, rcvtimeo_us, timeo_us(fd, SO_RCVTIMEO));
+			RS_FD_STORE(e, sndtimeo_us, timeo_us(fd, SO_SNDTIMEO));
+			if (RS_FD_LOAD(e, rcvtimeo_us) || RS_FD_LOAD(e, sndtimeo_us))
 				flags |= RS_FD_TIMEO;
 		}
 	} else {

@@ -52,6 +52,13 @@ struct rs_fd {
 	void *batch; /* batch-mode state, owned by the batch layer */
 };
 
+/* The other fields of an entry: a number closed on one thread is reused by
+ * another's open or accept, with the kernel's fd table as the only order
+ * between them, which the compiler (and TSan) cannot see; so every access is
+ * atomic, relaxed (plain moves on x86). */
+#define RS_FD_LOAD(e, field) __atomic_load_n(&(e)->field, __ATOMIC_RELAXED)
+#define RS_FD_STORE(e, field, v) __atomic_store_n(&(e)->field, (v), __ATOMIC_RELAXED)
+
 #define RS_FD_KIND(st) ((enum rs_kind)((st) & 0xff))
 #define RS_FD_FLAGS(st) ((st) >> 8)
 

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "real.h"
 #include "signals.h"
+#include "vg.h"
 
 #ifndef IORING_ACCEPT_DONTWAIT
 #define IORING_ACCEPT_DONTWAIT (1U << 1)
@@ -120,7 +121,7 @@ uint64_t rs_strict_timeout_us(const struct rs_call *c, bool send_side)
 	struct rs_fd *e = rs_fd_peek(c->fd);
 	uint64_t ours = RS_TIMEO_NONE;
 	if (e && (RS_FD_FLAGS(c->st) & RS_FD_TIMEO))
-		ours = send_side ? e->sndtimeo_us : e->rcvtimeo_us;
+		ours = send_side ? RS_FD_LOAD(e, sndtimeo_us) : RS_FD_LOAD(e, rcvtimeo_us);
 	if (!shared(c))
 		return ours;
 	/* The timeout belongs to the socket: a dup, or another process, may
@@ -158,6 +159,13 @@ static int run_op(struct rs_call *c, rs_prep_fn prep, void *args, bool nonblock,
 	}
 	prep(sqe, c, args, nonblock);
 	sqe->user_data = (uint64_t)(uintptr_t)&op;
+	if (unlikely(RS_ON_VALGRIND())) {
+		struct rs_vg_snap snap;
+		rs_vg_snap(&snap, sqe);
+		int res = rs_ring_run(c->ring, &op, w);
+		rs_vg_completed(&snap, res);
+		return res;
+	}
 	return rs_ring_run(c->ring, &op, w);
 }
 

@@ -16,7 +16,12 @@ static long rs_real_missing(void)
 	return -1;
 }
 
-void *rs_real_resolve_one(void **slot, const char *name)
+/* Not instrumented: a sanitizer runtime reaches it through an interposer
+ * (sigaction) while it starts, before instrumented code may run. dlsym of a
+ * name that exists does not allocate in glibc >= 2.34; a missing one sets
+ * up the dlerror buffer with malloc, which is why the early callers only
+ * ask for names every glibc has. */
+RS_NO_SANITIZE void *rs_real_resolve_one(void **slot, const char *name)
 {
 	void *fn = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	if (fn)

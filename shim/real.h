@@ -124,10 +124,16 @@ int (*rs_real_early_setrlimit(void))(__rlimit_resource_t, const struct rlimit *)
 int (*rs_real_early_prlimit(void))(pid_t, __rlimit_resource_t, const struct rlimit *,
 				   struct rlimit *);
 
+/* The load is atomic (a plain load on x86) because a slot can be filled by
+ * another thread's first call while this one reads it. */
 #define RS_REAL(name)                                                          \
-	(likely(rs_real.name != NULL)                                          \
-		 ? rs_real.name                                                \
-		 : (__typeof__(rs_real.name))rs_real_resolve_one(              \
-			   (void **)&rs_real.name, #name))
+	({                                                                     \
+		__typeof__(rs_real.name) rs_fn_ =                              \
+			__atomic_load_n(&rs_real.name, __ATOMIC_ACQUIRE);      \
+		likely(rs_fn_ != NULL)                                         \
+			? rs_fn_                                               \
+			: (__typeof__(rs_real.name))rs_real_resolve_one(       \
+				  (void **)&rs_real.name, #name);              \
+	})
 
 #endif

@@ -354,10 +354,34 @@ static void ring_fd_moved(void *owner, int oldfd, int newfd)
 {
 	struct rs_ring *r = owner;
 	(void)oldfd;
-	r->uring.ring_fd = newfd;
+	/* Atomic: when RLIMIT_NOFILE grows this runs on the thread that
+	 * raised it (rs_internal_fds_rlimit_changed), while setup_uring may
+	 * read an anchor's fd. */
+	__atomic_store_n(&r->uring.ring_fd, newfd, __ATOMIC_RELAXED);
 	if (!(r->uring.int_flags & 1))
 		r->uring.enter_ring_fd = newfd;
 }
+
+/* liburing maps and unmaps the rings with raw system calls, out of TSan's
+ * sight: a ring set up where an exited thread's ring was mapped would carry
+ * that ring's access history, and TSan would pair accesses to two different
+ * rings as races. Tell it the memory is new. */
+#if defined(__SANITIZE_THREAD__)
+void AnnotateNewMemory(const char *file, int line, const volatile void *mem, size_t size);
+static void tsan_new_ring_memory(struct io_uring *u)
+{
+	size_t sqe_size = sizeof(struct io_uring_sqe) << ((u->flags & IORING_SETUP_SQE128) ? 1 : 0);
+	AnnotateNewMemory(__FILE__, __LINE__, u->sq.ring_ptr, u->sq.ring_sz);
+	if (u->cq.ring_ptr != u->sq.ring_ptr)
+		AnnotateNewMemory(__FILE__, __LINE__, u->cq.ring_ptr, u->cq.ring_sz);
+	AnnotateNewMemory(__FILE__, __LINE__, u->sq.sqes, sqe_size * *u->sq.kring_entries);
+}
+#else
+static void tsan_new_ring_memory(struct io_uring *u)
+{
+	(void)u;
+}
+#endif
 
 static void probe_kernel(struct rs_ring *r)
 {
@@ -433,7 +457,8 @@ static int setup_uring(struct rs_ring *r, unsigned entries)
 		struct rs_ring *anchor = sq_anchor();
 		if (anchor) {
 			extra |= IORING_SETUP_ATTACH_WQ;
-			base.wq_fd = (unsigned)anchor->uring.ring_fd;
+			base.wq_fd = (unsigned)__atomic_load_n(&anchor->uring.ring_fd,
+							       __ATOMIC_RELAXED);
 		}
 		int ret = setup_plain(&r->uring, entries, extra, &base);
 		if (ret && anchor) {
@@ -669,13 +694,19 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 		return NULL;
 	}
 
+	tsan_new_ring_memory(&r->uring);
 	pthread_mutex_init(&r->lock, NULL);
 	r->owner_tid = (pid_t)syscall(SYS_gettid);
 	io_uring_register_ring_fd(&r->uring);
-	/* The ring's fd must not take a number the program expects to get. */
+	/* The ring's fd must not take a number the program expects to get.
+	 * Moved under live_lock: a SQPOLL ring is already an anchor, which
+	 * other threads' setup_uring attach to by its fd number under that
+	 * lock; they must never see the low number, closed here. */
+	pthread_mutex_lock(&live_lock);
 	int fd = rs_internal_fd_move_high(r->uring.ring_fd, ring_fd_moved, r);
-	rs_fdgate_unlock(gated);
 	ring_fd_moved(r, r->uring.ring_fd, fd);
+	pthread_mutex_unlock(&live_lock);
+	rs_fdgate_unlock(gated);
 	if (!__atomic_load_n(&probed, __ATOMIC_ACQUIRE))
 		probe_kernel(r);
 

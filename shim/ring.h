@@ -65,8 +65,14 @@ static inline void rs_ring_unlock(struct rs_ring *r)
  * reaped: a read that finds nothing must look again before saying EAGAIN. */
 static inline bool rs_ring_has_news(struct rs_ring *r)
 {
-	return io_uring_cq_ready(&r->uring) ||
-	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_TASKRUN);
+	/* Not io_uring_cq_ready(): callers also peek at another thread's
+	 * ring without its lock (wb.c), while its owner advances the head
+	 * (atomically, in io_uring_cq_advance); so the head is read
+	 * atomically too. A stale answer only costs or skips one reap. */
+	unsigned tail = __atomic_load_n(r->uring.cq.ktail, __ATOMIC_ACQUIRE);
+	unsigned head = __atomic_load_n(r->uring.cq.khead, __ATOMIC_RELAXED);
+	return tail != head ||
+	       (__atomic_load_n(r->uring.sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN);
 }
 
 /* Enter the kernel without waiting: submit what is queued and run pending

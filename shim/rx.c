@@ -11,6 +11,7 @@
 #include "fault.h"
 #include "log.h"
 #include "stats.h"
+#include "vg.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -169,7 +170,7 @@ void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->rx_armed = true;
 	__atomic_store_n(&b->rx_used, true, __ATOMIC_RELEASE);
 	b->rx_cancel_sent = false;
-	b->rx_ring = r;
+	__atomic_store_n(&b->rx_ring, r, __ATOMIC_RELAXED); /* on_ring reads it unlocked */
 	rs_fdb_ref(b);
 }
 
@@ -184,6 +185,8 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 		unsigned bid = cflags >> IORING_CQE_BUFFER_SHIFT;
 		char *data = r->batch->bufs + (size_t)bid * RX_BUF_SIZE;
 		bool lent = false;
+		if (res > 0)
+			RS_VG_DEFINED(data, (size_t)res); /* the kernel filled it */
 		if (res > 0 && !(b->flags & FDB_CLOSED)) {
 			if (rs_bq_append(&b->rq, data, (size_t)res, 1) < 0) {
 				/* No memory for a copy: the stash keeps the buffer

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "init.h"
 #include "real.h"
 #include "signals.h"
 #include "stats.h"
@@ -168,7 +170,19 @@ static int do_sigaction(int sig, const struct sigaction *act, struct sigaction *
 	return do_sigaction_as(sig, act, old, true);
 }
 
-RS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+/* Calls that went straight to libc because start-up had not begun, still
+ * running. rs_signals_init waits for them so that it sees what they
+ * installed (and wraps it); seq_cst on both sides makes this a Dekker pair:
+ * either the call sees the state past NEW and takes the wrapped path, or
+ * start-up sees it counted here. */
+static int early_in_flight;
+/* ... of which on this thread: a handler that interrupts one of them and
+ * starts the shim must not wait for its own thread. (Static TLS exists on
+ * every thread before any code runs there, the main thread's before
+ * _dl_init.) */
+static RS_TLS int early_in_flight_here;
+
+static int wrapped_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	int saved = errno;
 	int ret = do_sigaction(sig, act, old);
@@ -177,8 +191,35 @@ RS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 	return ret;
 }
 
-RS_EXPORT int __sigaction(int sig, const struct sigaction *act, struct sigaction *old)
-	RS_ALIAS(sigaction);
+/* The sanitizer runtimes install their own handlers through the first
+ * sigaction after them in the lookup order -- this one -- while they start,
+ * before our constructor and before their per-thread state exists, when no
+ * instrumented code may run (TSan crashed in __tsan_func_entry here). So
+ * this entry is not instrumented, and until start-up begins it passes the
+ * call to libc untouched; rs_signals_init then wraps whatever it left
+ * installed, as it does handlers inherited through exec. */
+RS_EXPORT RS_NO_SANITIZE int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	early_in_flight_here++;
+	__atomic_fetch_add(&early_in_flight, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&rs_state, __ATOMIC_SEQ_CST) == RS_STATE_NEW) {
+		int ret = RS_REAL(sigaction)(sig, act, old);
+		__atomic_fetch_sub(&early_in_flight, 1, __ATOMIC_RELEASE);
+		early_in_flight_here--;
+		return ret;
+	}
+	__atomic_fetch_sub(&early_in_flight, 1, __ATOMIC_RELAXED);
+	early_in_flight_here--;
+	return wrapped_sigaction(sig, act, old);
+}
+
+/* Not RS_ALIAS: its copy() of the no_sanitize attribute makes gcc 12 crash
+ * under -fsanitize=thread. */
+RS_EXPORT RS_NO_SANITIZE int __sigaction(int sig, const struct sigaction *act,
+					 struct sigaction *old)
+{
+	return sigaction(sig, act, old);
+}
 
 /* glibc's signal() has BSD semantics: the signal is blocked while its
  * handler runs and calls are restarted unless siginterrupt() said not to. */
@@ -282,6 +323,9 @@ RS_EXPORT sighandler_t sigset(int sig, sighandler_t disp)
 
 void rs_signals_init(void)
 {
+	/* rs_state is past NEW: no call can start a pass-through now. */
+	while (__atomic_load_n(&early_in_flight, __ATOMIC_ACQUIRE) > early_in_flight_here)
+		sched_yield();
 	for (int sig = 1; sig < _NSIG; sig++) {
 		struct sigaction cur;
 		if (!wrappable(sig) || RS_REAL(sigaction)(sig, NULL, &cur) != 0)

@@ -43,6 +43,7 @@ struct rs_stats_segment {
 };
 
 RS_TLS struct rs_counter_block *rs_tls_counters;
+RS_TLS bool rs_tls_counters_shared;
 static RS_TLS int tls_slot = -1;
 static struct rs_stats_segment *seg;
 static char seg_name[64];
@@ -202,6 +203,7 @@ static void add_block(struct rs_counter_block *dst, const struct rs_counter_bloc
 struct rs_counter_block *rs_stats_thread_block(void)
 {
 	if (!seg) {
+		rs_tls_counters_shared = true;
 		rs_tls_counters = &early_block;
 		return &early_block;
 	}
@@ -213,14 +215,14 @@ struct rs_counter_block *rs_stats_thread_block(void)
 							used | (1ULL << bit), false,
 							__ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
 				tls_slot = (int)(w * 64 + bit);
+				rs_tls_counters_shared = false;
 				rs_tls_counters = &seg->slots[tls_slot];
 				return rs_tls_counters;
 			}
 		}
 	}
-	/* More live threads than slots: they share the retired block, whose
-	 * increments then race. Counts may be a little low; never wrong in
-	 * kind. */
+	/* More live threads than slots: they share the retired block. */
+	rs_tls_counters_shared = true;
 	rs_tls_counters = &seg->retired;
 	return rs_tls_counters;
 }
@@ -231,7 +233,9 @@ void rs_stats_thread_exit(void)
 		return;
 	struct rs_counter_block *b = &seg->slots[tls_slot];
 	add_block(&seg->retired, b);
-	memset(b, 0, sizeof(*b));
+	/* Not memset: rs_stats_sum may be reading it. */
+	for (int i = 0; i < RS_C_COUNT; i++)
+		__atomic_store_n(&b->v[i], 0, __ATOMIC_RELAXED);
 	__atomic_fetch_and(&seg->slot_used[tls_slot / 64], ~(1ULL << (tls_slot % 64)),
 			   __ATOMIC_RELEASE);
 	tls_slot = -1;
@@ -256,6 +260,9 @@ void rs_stats_after_fork_child(void)
 	if (tls_slot >= 0) {
 		seg->slot_used[tls_slot / 64] |= 1ULL << (tls_slot % 64);
 		rs_tls_counters = &seg->slots[tls_slot];
+	} else {
+		/* It pointed at the parent's overflow block, just unmapped. */
+		rs_tls_counters = NULL;
 	}
 }
 

@@ -66,6 +66,10 @@ enum rs_gauge {
 };
 
 extern RS_TLS struct rs_counter_block *rs_tls_counters;
+/* rs_tls_counters is a block other threads count into too (the overflow
+ * block past RS_STATS_SLOTS live threads, the one used before the segment
+ * exists). */
+extern RS_TLS bool rs_tls_counters_shared;
 struct rs_counter_block *rs_stats_thread_block(void);
 
 /* -DRS_NO_COUNTERS compiles the counters out; it exists only to measure
@@ -80,7 +84,15 @@ static inline void rs_count_n(enum rs_counter c, uint64_t n)
 	struct rs_counter_block *b = rs_tls_counters;
 	if (unlikely(!b))
 		b = rs_stats_thread_block();
-	b->v[c] += n;
+	/* Other threads read every block while this one counts (the exit
+	 * report, rs_stats_sum): atomic accesses, relaxed. A block of our own
+	 * has one writer, so load and store (plain moves on x86) will do; a
+	 * shared block needs the read-modify-write or counts are lost. */
+	if (unlikely(rs_tls_counters_shared))
+		__atomic_fetch_add(&b->v[c], n, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&b->v[c], __atomic_load_n(&b->v[c], __ATOMIC_RELAXED) + n,
+				 __ATOMIC_RELAXED);
 }
 
 static inline void rs_count(enum rs_counter c)

@@ -52,7 +52,7 @@ static void watch_done(struct rs_op *op, int res, uint32_t cflags)
 	struct rs_fdb *b = container_of(op, struct rs_fdb, watch_op);
 	struct rs_ring *r = b->watch_ring;
 	pthread_mutex_lock(&b->lock);
-	b->watch_armed = false;
+	__atomic_store_n(&b->watch_armed, false, __ATOMIC_RELAXED); /* see on_ring */
 	b->watch_cancel_sent = false;
 	if (res > 0) {
 		b->flags |= FDB_WRITE_DIRECT;
@@ -82,8 +82,9 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
 	io_uring_prep_poll_add(sqe, b->fd, POLLERR | POLLHUP | POLLRDHUP);
 	sqe->user_data = (uint64_t)(uintptr_t)&b->watch_op;
 	b->watch_op.complete = watch_done;
-	b->watch_armed = true;
-	b->watch_ring = r;
+	/* Atomic: on_ring (fdb.c) reads these without b->lock. */
+	__atomic_store_n(&b->watch_armed, true, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->watch_ring, r, __ATOMIC_RELAXED);
 	b->watch_seq = r->uring.sq.sqe_tail;
 	rs_fdb_ref(b);
 	return true;
@@ -318,7 +319,7 @@ static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 	b->send_op.complete = send_done;
 	b->send_sqe = sqe;
 	b->send_epoch = r->submit_epoch;
-	b->send_ring = r;
+	__atomic_store_n(&b->send_ring, r, __ATOMIC_RELAXED); /* see on_ring */
 	b->send_busy = true;
 	b->send_blocked = wait_room;
 	rs_fdb_ref(b);
