@@ -58,7 +58,10 @@ struct rs_epoll {
 	struct rs_epoll *all_next, *all_prev;
 	int epfd;
 	unsigned refs;		/* numbers that refer to it + kernel poll in flight */
-	struct rs_ring *home;	/* ring whose thread waits; items are armed there */
+	/* rs_ring id of the ring whose thread waits; items are armed there.
+	 * An id, not the pointer: a ring made after the home's thread exited
+	 * may get the same address. */
+	uint64_t home;
 	unsigned nkernel;	/* fds registered in the real epoll */
 	bool kernel_only;	/* nested in poll or another epoll: see demote() */
 	bool kpoll_armed, kready;
@@ -843,7 +846,7 @@ static int collect(struct rs_epoll *ep, struct epoll_event *evs, int max)
  * to this thread): their completions must come here now. */
 static void adopt(struct rs_ring *r, struct rs_epoll *ep)
 {
-	ep->home = r;
+	ep->home = r->id;
 	struct rs_fdb *batch[64];
 	for (;;) {
 		int n = 0;
@@ -1044,7 +1047,7 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 		}
 		n = 0;
 	}
-	if (ep->home != r || __atomic_exchange_n(&ep->adopt_pending, false, __ATOMIC_ACQ_REL))
+	if (ep->home != r->id || __atomic_exchange_n(&ep->adopt_pending, false, __ATOMIC_ACQ_REL))
 		adopt(r, ep);
 	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
 	bool poked = false;
@@ -1290,7 +1293,7 @@ void rs_epoll_after_fork_child(void)
 	pthread_mutex_init(&all_lock, NULL);
 	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next) {
 		pthread_mutex_init(&ep->lock, NULL);
-		ep->home = NULL;
+		ep->home = 0;
 		if (ep->kpoll_armed) {
 			ep->kpoll_armed = false;
 			ep->refs--;

@@ -115,7 +115,7 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 		 * is submitted by rs_ring_borrow_end; a send still prepared in
 		 * another thread's ring (the queue's head) is submitted here. */
 		pthread_mutex_lock(&b->lock);
-		struct rs_ring *sr = b->send_busy ? b->send_ring : NULL;
+		struct rs_ring *sr = rs_ring_hold(b->send_busy ? b->send_ring : NULL);
 		pthread_mutex_unlock(&b->lock);
 		if (sr && sr != c->ring) {
 			rs_ring_lock(sr);
@@ -123,6 +123,7 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 			rs_ring_reap(sr);
 			rs_ring_unlock(sr);
 		}
+		rs_ring_put(sr);
 	}
 	if (n == -EPIPE && sigpipe)
 		rs_raise_sigpipe(NULL);
@@ -460,20 +461,26 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 		long n = stash_top_up(c, b, iov, cnt, flags, n0);
 		errno = saved_errno;
 		bool final = !b->rx_armed && !b->rx_eof && !b->sk_err && !(b->flags & FDB_RESET);
-		struct rs_ring *rr = b->rx_ring;
+		/* Held until this pass is done with it: its thread may
+		 * exit meanwhile. */
+		struct rs_ring *rr = rs_ring_hold(b->rx_ring);
 		bool resume = b->rx_paused && n > 0;
 		pthread_mutex_unlock(&b->lock);
-		if (resume && rr) {
-			rs_ring_lock(rr);
+		if (resume) {
+			/* On this thread's ring if the one that paused it has
+			 * gone with its thread. */
+			struct rs_ring *ar = rr ? rr : c->ring;
+			rs_ring_lock(ar);
 			pthread_mutex_lock(&b->lock);
-			rs_rx_maybe_resume(rr, b);
+			rs_rx_maybe_resume(ar, b);
 			pthread_mutex_unlock(&b->lock);
-			rs_ring_unlock(rr);
+			rs_ring_unlock(ar);
 		}
 	if (n > 0 && (flags & (MSG_PEEK | MSG_WAITALL)) == (MSG_PEEK | MSG_WAITALL) && !nb &&
 		    final && (size_t)n < want)
 			return peek_waitall_rest(c, iov, cnt, flags, n0, n);
 		if (n != RS_RX_EMPTY) {
+			rs_ring_put(rr);
 			if (n < 0)
 				return got ? (long)got : n;
 			got += (size_t)n;
@@ -504,14 +511,17 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 		}
 		if (news) {
 			rs_ring_unlock(rr);
+			rs_ring_put(rr);
 			continue;
 		}
 		if (nb) {
 			rs_ring_unlock(rr);
+			rs_ring_put(rr);
 			return got ? (long)got : -EAGAIN;
 		}
 		int w = wait_news(c, rr, deadline, &mark, timeo != 0);
 		rs_ring_unlock(rr);
+		rs_ring_put(rr);
 		if (w == RS_TIMED_OUT)
 			return got ? (long)got : -EAGAIN;
 		if (w < 0)
@@ -643,13 +653,16 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 	uint64_t deadline = timeo ? now_ns() + timeo * 1000 : 0;
 	struct rs_sig_mark mark = rs_sig_mark();
 	for (;;) {
-		struct rs_ring *qr = rs_acq_ring(b);
+		pthread_mutex_lock(&b->lock);
+		struct rs_ring *qr = rs_acq_ring_hold(b); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
 		if (!qr)
 			return rs_io_strict.accept4(c, addr, alen, flags);
 		rs_ring_lock(qr);
 		int fd = rs_acq_take(qr, b, addr, alen, flags);
 		if (fd != RS_ACQ_EMPTY) {
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			c->served = RS_C_served_acceptq;
 			return fd;
 		}
@@ -661,6 +674,7 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 		}
 		if (news) {
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			continue;
 		}
 		pthread_mutex_lock(&b->lock);
@@ -669,14 +683,17 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 		if (!active) {
 			/* Emptied and no longer accepting ahead: the backlog. */
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			return rs_io_strict.accept4(c, addr, alen, flags);
 		}
 		if (nb) {
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			return -EAGAIN;
 		}
 		int w = wait_news(c, qr, deadline, &mark, timeo != 0);
 		rs_ring_unlock(qr);
+		rs_ring_put(qr);
 		if (w == RS_TIMED_OUT)
 			return -EAGAIN;
 		if (w < 0)

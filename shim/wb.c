@@ -65,7 +65,7 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&b->watch_op;
 	b->watch_op.complete = watch_done;
 	b->watch_armed = true;
-	b->watch_ring = r;
+	rs_ring_slot_set(&b->watch_ring, r);
 	b->watch_seq = r->uring.sq.sqe_tail;
 	rs_fdb_ref(b);
 	return true;
@@ -112,7 +112,7 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
 	bool armed = b->watch_armed;
-	struct rs_ring *wr = b->watch_ring;
+	struct rs_ring *wr = rs_ring_hold(b->watch_ring); /* its thread may exit */
 	bool fresh = !armed && watch_arm(r, b);
 	pthread_mutex_unlock(&b->lock);
 	if (fresh || (armed && wr == r && rs_ring_has_news(r))) {
@@ -127,6 +127,7 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 		rs_ring_unlock(wr);
 		rs_ring_lock(r);
 	}
+	rs_ring_put(wr);
 	pthread_mutex_lock(&b->lock);
 	bool direct = b->flags & FDB_WRITE_DIRECT;
 	pthread_mutex_unlock(&b->lock);
@@ -175,9 +176,12 @@ static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *on
 		pthread_mutex_lock(&b->lock);
 		bool armed = b->watch_armed;
 		struct rs_ring *wr = b->watch_ring;
-		pthread_mutex_unlock(&b->lock);
-		if (!armed || !wr || (only && wr != only))
+		if (!armed || !wr || (only && wr != only)) {
+			pthread_mutex_unlock(&b->lock);
 			return;
+		}
+		rs_ring_hold(wr); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
 		if (wr != r) {
 			rs_ring_unlock(r);
 			rs_ring_lock(wr);
@@ -187,6 +191,7 @@ static void watch_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *on
 			rs_ring_unlock(wr);
 			rs_ring_lock(r);
 		}
+		rs_ring_put(wr);
 		/* Ended on wr; look again in case it had moved on meanwhile. */
 	}
 }
@@ -249,7 +254,7 @@ static void prep_send(struct rs_ring *r, struct rs_fdb *b)
 	b->send_op.complete = send_done;
 	b->send_sqe = sqe;
 	b->send_epoch = r->submit_epoch;
-	b->send_ring = r;
+	rs_ring_slot_set(&b->send_ring, r);
 	b->send_busy = true;
 	rs_fdb_ref(b);
 }
@@ -423,11 +428,16 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 		struct rs_ring *sr = b->send_busy || b->pollout_armed ? b->send_ring : r;
 		if (!idle && !err && !b->send_busy && !b->pollout_armed)
 			prep_send(r, b);
-		pthread_mutex_unlock(&b->lock);
-		if (idle || err)
+		if (idle || err) {
+			pthread_mutex_unlock(&b->lock);
 			return 0;
-		if (interruptible && rs_sig_interrupted(&mark, false))
+		}
+		rs_ring_hold(sr); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
+		if (interruptible && rs_sig_interrupted(&mark, false)) {
+			rs_ring_put(sr);
 			return -EINTR;
+		}
 		if (sr != r) {
 			/* The send lives in another thread's ring: reap it
 			 * there (that thread runs its completion work). */
@@ -443,6 +453,7 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 			rs_ring_wait_any(r, NULL, NULL);
 			rs_ring_reap(r);
 		}
+		rs_ring_put(sr);
 	}
 }
 
@@ -458,10 +469,12 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 		bool err = b->sk_err || (b->flags & FDB_RESET);
 		if (!idle && !err && !b->send_busy && !b->pollout_armed)
 			prep_send(r, b);
-		struct rs_ring *sr = b->send_ring;
-		pthread_mutex_unlock(&b->lock);
-		if (idle || err)
+		if (idle || err) {
+			pthread_mutex_unlock(&b->lock);
 			return 0;
+		}
+		struct rs_ring *sr = rs_ring_hold(b->send_ring); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (left != before) {
@@ -469,6 +482,7 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 			last = now;
 		} else if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >
 			   RS_FLUSH_STALL_MS) {
+			rs_ring_put(sr);
 			return -ETIMEDOUT;
 		}
 		struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
@@ -484,5 +498,6 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 			rs_ring_wait_any(r, &ts, NULL);
 			rs_ring_reap(r);
 		}
+		rs_ring_put(sr);
 	}
 }
