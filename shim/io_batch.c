@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -307,6 +308,20 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Whether the kernel has taken the SQE whose tail mark is seq from r's SQ. */
+static bool sqe_seen(struct rs_ring *r, unsigned seq)
+{
+	return (int)(io_uring_smp_load_acquire(r->uring.sq.khead) - seq) >= 0;
+}
+
+/* Under SQPOLL: give the SQ thread a moment (bounded, 1 ms) to take it. */
+static void wait_sqe_seen(struct rs_ring *r, unsigned seq)
+{
+	uint64_t until = now_ns() + 1000000;
+	while (!sqe_seen(r, seq) && now_ns() < until)
+		sched_yield();
+}
+
 /* Wait for news on rr (locked) for a blocking read. Returns 0 to look
  * again, -EINTR, RS_TIMED_OUT. */
 static int wait_news(struct rs_call *c, struct rs_ring *rr, uint64_t deadline,
@@ -464,6 +479,8 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 		/* Held until this pass is done with it: its thread may
 		 * exit meanwhile. */
 		struct rs_ring *rr = rs_ring_hold(b->rx_ring);
+		bool armed = b->rx_armed;
+		unsigned rx_seq = b->rx_seq;
 		bool resume = b->rx_paused && n > 0;
 		pthread_mutex_unlock(&b->lock);
 		if (resume) {
@@ -508,6 +525,20 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 			if (rr == c->ring)
 				rs_ring_poke(rr);
 			news = rs_ring_reap(rr) > 0;
+		}
+		if (!news && armed && !sqe_seen(rr, rx_seq)) {
+			/* The receive was armed again (by whichever thread
+			 * reaped its end, or a resume) and its SQE is still in
+			 * rr's SQ: the socket may hold bytes nothing receives.
+			 * Submit it now; with bytes there it completes in the
+			 * enter (under SQPOLL, once the SQ thread took it). */
+			rs_ring_poke(rr);
+			if (rr->sqpoll)
+				wait_sqe_seen(rr, rx_seq);
+			news = rs_ring_reap(rr) > 0 || rs_ring_has_news(rr);
+			if (news && rr == c->ring)
+				rs_ring_poke(rr);
+			news = rs_ring_reap(rr) > 0 || news;
 		}
 		if (news) {
 			rs_ring_unlock(rr);

@@ -160,6 +160,7 @@ void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->rx_armed = true;
 	__atomic_store_n(&b->rx_used, true, __ATOMIC_RELEASE);
 	b->rx_cancel_sent = false;
+	b->rx_seq = r->uring.sq.sqe_tail;
 	rs_ring_slot_set(&b->rx_ring, r);
 	rs_fdb_ref(b);
 }
@@ -222,6 +223,14 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 	bool foreign_cancel = res == -ECANCELED && !b->rx_cancel_sent;
 	if (!more && (res != -ECANCELED || foreign_cancel))
 		rs_rx_arm(r, b);
+	if (!more && b->rx_paused && b->rq.bytes < rs_cfg.stash_fd_max / 2) {
+		/* Reads made room while the pause's cancel was on its way
+		 * (rs_rx_maybe_resume found the receive still armed): resume
+		 * here, or nothing would receive for the fd again and an
+		 * epoll_wait would not see the bytes in the socket. */
+		b->rx_paused = false;
+		rs_rx_arm(r, b);
+	}
 	/* Bytes wake readers (IN); EOF or an error is a state change that
 	 * wakes everyone; running out of buffers or a cancel is no event. */
 	bool state = !more && res != -ENOBUFS && res != -ECANCELED;
