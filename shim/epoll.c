@@ -1286,6 +1286,47 @@ unsigned rs_epoll_shadow_refs(const struct rs_fdb *b)
 	return n;
 }
 
+void rs_epoll_ring_exit(struct rs_ring *r)
+{
+	for (;;) {
+		struct rs_epoll *ep = NULL;
+		pthread_mutex_lock(&all_lock);
+		for (struct rs_epoll *x = all_eps; x && !ep; x = x->all_next) {
+			pthread_mutex_lock(&x->lock);
+			if (x->kpoll_armed && x->kpoll_ring == r) {
+				ep = x;
+				__atomic_add_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL);
+			}
+			pthread_mutex_unlock(&x->lock);
+		}
+		pthread_mutex_unlock(&all_lock);
+		if (!ep)
+			return;
+		struct io_uring_sqe *sqe = rs_ring_sqe(r);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&ep->kpoll_op, 0);
+			sqe->user_data = 0;
+		}
+		bool armed = true;
+		/* Bounded (2 s), as the exit's other waits. */
+		for (int i = 0; i < 200 && armed; i++) {
+			rs_ring_reap(r);
+			pthread_mutex_lock(&ep->lock);
+			armed = ep->kpoll_armed && ep->kpoll_ring == r;
+			if (!armed)
+				ep->kready = true; /* the next wait asks the kernel */
+			pthread_mutex_unlock(&ep->lock);
+			if (armed) {
+				struct __kernel_timespec ts = { 0, 10000000 };
+				rs_ring_wait_any(r, &ts, NULL);
+			}
+		}
+		ep_unref(ep);
+		if (armed)
+			return; /* would be found again */
+	}
+}
+
 /* In a fork child every epoll instance is rebuilt lazily: its home ring
  * and the kernel poll died with the parent's rings. */
 void rs_epoll_after_fork_child(void)

@@ -511,6 +511,7 @@ void rs_batch_ring_exit(struct rs_ring *r)
 		if (n < 256)
 			break;
 	}
+	rs_epoll_ring_exit(r);
 	rs_ring_unlock(r);
 }
 

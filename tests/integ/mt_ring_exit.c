@@ -9,6 +9,9 @@
  *    receive the exited thread had armed);
  *  - acceptor: a thread accepts on a listener (the shim accepts ahead on
  *    its ring) and exits; the main thread accepts the next connection;
+ *  - loop: a thread's epoll_wait on an instance with a pipe and a TCP
+ *    socket, then the thread exits; the main thread's epoll_wait on the
+ *    same instance sees the pipe become readable;
  *  - churn: short-lived threads each arm receives (epoll_wait on every
  *    socket) and write to every connection with nonblocking writes
  *    (write-behind), then exit at once, while one long-lived reader per
@@ -131,6 +134,48 @@ static void test_acceptor(void)
 	close(acc_listener);
 }
 
+/* ---- an event loop thread that exits ------------------------------------- */
+static int loop_ep;
+
+static void *loop_once(void *arg)
+{
+	(void)arg;
+	struct epoll_event out;
+	return (void *)(long)epoll_wait(loop_ep, &out, 1, 10);
+}
+
+static void test_loop_exit(void)
+{
+	/* A pipe (the kernel watches it for the instance) next to a TCP
+	 * socket (the shim does): the instance polls the real epoll on the
+	 * waiting thread's ring. */
+	int pp[2], tp[2];
+	if (pipe(pp))
+		t_die("pipe");
+	tp_pair(listener, port, tp);
+	loop_ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = pp[0] };
+	epoll_ctl(loop_ep, EPOLL_CTL_ADD, pp[0], &ev);
+	ev.data.fd = tp[1];
+	epoll_ctl(loop_ep, EPOLL_CTL_ADD, tp[1], &ev);
+	pthread_t t;
+	void *res;
+	pthread_create(&t, NULL, loop_once, NULL);
+	pthread_join(t, &res);
+	printf("loop: thread's epoll_wait: %ld\n", (long)res);
+	if (write(pp[1], "x", 1) != 1)
+		t_die("write");
+	struct epoll_event out;
+	int n = epoll_wait(loop_ep, &out, 1, 1000);
+	printf("loop: main's epoll_wait after a pipe write: %d, fd is the pipe: %s\n", n,
+	       tp_yesno(n == 1 && out.data.fd == pp[0]));
+	close(loop_ep);
+	close(pp[0]);
+	close(pp[1]);
+	close(tp[0]);
+	close(tp[1]);
+}
+
 /* ---- churn --------------------------------------------------------------- */
 #define PAIRS 4
 #define ROUNDS 150
@@ -226,6 +271,7 @@ int main(void)
 	listener = tp_listen(&port, 0, 16);
 	test_paused();
 	test_acceptor();
+	test_loop_exit();
 	test_churn();
 	close(listener);
 	return 0;
