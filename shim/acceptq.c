@@ -109,7 +109,7 @@ void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)
 	sqe->user_data = (uint64_t)(uintptr_t)&q->op;
 	q->op.complete = acq_done;
 	q->armed = true;
-	__atomic_store_n(&q->ring, r, __ATOMIC_RELAXED);
+	rs_ring_slot_set(&q->ring, r);
 	rs_fdb_ref(b);
 }
 
@@ -266,7 +266,10 @@ void rs_acq_close(struct rs_ring *r, struct rs_fdb *b)
 	struct rs_acq *q = b->acq;
 	if (!q)
 		return;
-	struct rs_ring *qr = q->ring ? q->ring : r;
+	pthread_mutex_lock(&b->lock);
+	struct rs_ring *held = rs_ring_hold(q->ring); /* may be another thread's */
+	pthread_mutex_unlock(&b->lock);
+	struct rs_ring *qr = held ? held : r;
 	if (qr != r) {
 		rs_ring_unlock(r);
 		rs_ring_lock(qr);
@@ -315,6 +318,7 @@ void rs_acq_close(struct rs_ring *r, struct rs_fdb *b)
 		rs_ring_unlock(qr);
 		rs_ring_lock(r);
 	}
+	rs_ring_put(held);
 }
 
 /* Stop accepting ahead, keep what is queued. r locked. */
@@ -323,7 +327,10 @@ void rs_acq_disarm(struct rs_ring *r, struct rs_fdb *b)
 	struct rs_acq *q = b->acq;
 	if (!q)
 		return;
-	struct rs_ring *qr = q->ring ? q->ring : r;
+	pthread_mutex_lock(&b->lock);
+	struct rs_ring *held = rs_ring_hold(q->ring); /* may be another thread's */
+	pthread_mutex_unlock(&b->lock);
+	struct rs_ring *qr = held ? held : r;
 	if (qr != r) {
 		rs_ring_unlock(r);
 		rs_ring_lock(qr);
@@ -352,10 +359,32 @@ void rs_acq_disarm(struct rs_ring *r, struct rs_fdb *b)
 		rs_ring_unlock(qr);
 		rs_ring_lock(r);
 	}
+	rs_ring_put(held);
+}
+
+void rs_acq_forget_ring(struct rs_fdb *b, struct rs_ring *r)
+{
+	if (b->acq && b->acq->ring == r && !b->acq->armed)
+		rs_ring_slot_set(&b->acq->ring, NULL);
+}
+
+struct rs_ring *rs_acq_ring_hold(const struct rs_fdb *b)
+{
+	return b->acq ? rs_ring_hold(b->acq->ring) : NULL;
+}
+
+void rs_acq_free_in_child(struct rs_fdb *b)
+{
+	/* The parent's rings, and the references to them, are gone here. */
+	if (b->acq)
+		b->acq->ring = NULL;
+	rs_acq_free(b);
 }
 
 void rs_acq_free(struct rs_fdb *b)
 {
+	if (b->acq)
+		rs_ring_put(b->acq->ring);
 	free(b->acq);
 	__atomic_store_n(&b->acq, NULL, __ATOMIC_RELAXED);
 }

@@ -128,6 +128,10 @@ struct rs_fdb {
 	/* A receive was armed once: the stash (bytes, EOF, error) comes
 	 * before the socket for every later read, FDB_RX or not. */
 	bool rx_used;
+	/* rx_ring's SQ tail just past the receive's SQE: until the SQ head
+	 * reaches it the kernel has not seen the receive (armed again by a
+	 * reap, not yet submitted), and the socket may hold bytes. */
+	unsigned rx_seq;
 	struct rs_op rx_op;
 
 	/* what the stash held at fork, shared with the other process */

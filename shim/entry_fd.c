@@ -45,7 +45,7 @@ RS_EXPORT int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	return track_open(RS_FDGATE(RS_REAL(open64)(path, flags, mode)), flags);
+	return track_open(RS_FDGATE_SLOW(RS_REAL(open64)(path, flags, mode)), flags);
 }
 
 RS_EXPORT int open64(const char *path, int flags, ...) RS_ALIAS(open);
@@ -56,7 +56,7 @@ RS_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
-	return track_open(RS_FDGATE(RS_REAL(openat64)(dirfd, path, flags, mode)), flags);
+	return track_open(RS_FDGATE_SLOW(RS_REAL(openat64)(dirfd, path, flags, mode)), flags);
 }
 
 RS_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
@@ -64,14 +64,14 @@ RS_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 
 RS_EXPORT int __open_2(const char *path, int flags)
 {
-	return track_open(RS_FDGATE(RS_REAL(__open64_2)(path, flags)), flags);
+	return track_open(RS_FDGATE_SLOW(RS_REAL(__open64_2)(path, flags)), flags);
 }
 
 RS_EXPORT int __open64_2(const char *path, int flags) RS_ALIAS(__open_2);
 
 RS_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
-	return track_open(RS_FDGATE(RS_REAL(__openat64_2)(dirfd, path, flags)), flags);
+	return track_open(RS_FDGATE_SLOW(RS_REAL(__openat64_2)(dirfd, path, flags)), flags);
 }
 
 RS_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
@@ -80,7 +80,7 @@ RS_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 RS_EXPORT int creat(const char *path, mode_t mode)
 {
 	int flags = O_CREAT | O_WRONLY | O_TRUNC;
-	return track_open(RS_FDGATE(RS_REAL(open64)(path, flags, mode)), flags);
+	return track_open(RS_FDGATE_SLOW(RS_REAL(open64)(path, flags, mode)), flags);
 }
 
 RS_EXPORT int creat64(const char *path, mode_t mode) RS_ALIAS(creat);

@@ -59,7 +59,10 @@ struct rs_epoll {
 	struct rs_epoll *all_next, *all_prev;
 	int epfd;
 	unsigned refs;		/* numbers that refer to it + kernel poll in flight */
-	struct rs_ring *home;	/* ring whose thread waits; items are armed there */
+	/* rs_ring id of the ring whose thread waits; items are armed there.
+	 * An id, not the pointer: a ring made after the home's thread exited
+	 * may get the same address. */
+	uint64_t home;
 	unsigned nkernel;	/* fds registered in the real epoll */
 	bool kernel_only;	/* nested in poll or another epoll: see demote() */
 	bool kpoll_armed, kready;
@@ -844,7 +847,7 @@ static int collect(struct rs_epoll *ep, struct epoll_event *evs, int max)
  * to this thread): their completions must come here now. */
 static void adopt(struct rs_ring *r, struct rs_epoll *ep)
 {
-	ep->home = r;
+	ep->home = r->id;
 	struct rs_fdb *batch[64];
 	for (;;) {
 		int n = 0;
@@ -1054,7 +1057,7 @@ int rs_epoll_wait(int epfd, struct epoll_event *evs, int max, const struct times
 		}
 		n = 0;
 	}
-	if (ep->home != r || __atomic_exchange_n(&ep->adopt_pending, false, __ATOMIC_ACQ_REL))
+	if (ep->home != r->id || __atomic_exchange_n(&ep->adopt_pending, false, __ATOMIC_ACQ_REL))
 		adopt(r, ep);
 	bool zero = timeout && !timeout->tv_sec && !timeout->tv_nsec;
 	bool poked = false;
@@ -1293,6 +1296,47 @@ unsigned rs_epoll_shadow_refs(const struct rs_fdb *b)
 	return n;
 }
 
+void rs_epoll_ring_exit(struct rs_ring *r)
+{
+	for (;;) {
+		struct rs_epoll *ep = NULL;
+		pthread_mutex_lock(&all_lock);
+		for (struct rs_epoll *x = all_eps; x && !ep; x = x->all_next) {
+			pthread_mutex_lock(&x->lock);
+			if (x->kpoll_armed && x->kpoll_ring == r) {
+				ep = x;
+				__atomic_add_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL);
+			}
+			pthread_mutex_unlock(&x->lock);
+		}
+		pthread_mutex_unlock(&all_lock);
+		if (!ep)
+			return;
+		struct io_uring_sqe *sqe = rs_ring_sqe(r);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&ep->kpoll_op, 0);
+			sqe->user_data = 0;
+		}
+		bool armed = true;
+		/* Bounded (2 s), as the exit's other waits. */
+		for (int i = 0; i < 200 && armed; i++) {
+			rs_ring_reap(r);
+			pthread_mutex_lock(&ep->lock);
+			armed = ep->kpoll_armed && ep->kpoll_ring == r;
+			if (!armed)
+				ep->kready = true; /* the next wait asks the kernel */
+			pthread_mutex_unlock(&ep->lock);
+			if (armed) {
+				struct __kernel_timespec ts = { 0, 10000000 };
+				rs_ring_wait_any(r, &ts, NULL);
+			}
+		}
+		ep_unref(ep);
+		if (armed)
+			return; /* would be found again */
+	}
+}
+
 /* In a fork child every epoll instance is rebuilt lazily: its home ring
  * and the kernel poll died with the parent's rings. */
 void rs_epoll_after_fork_child(void)
@@ -1300,7 +1344,7 @@ void rs_epoll_after_fork_child(void)
 	pthread_mutex_init(&all_lock, NULL);
 	for (struct rs_epoll *ep = all_eps; ep; ep = ep->all_next) {
 		pthread_mutex_init(&ep->lock, NULL);
-		ep->home = NULL;
+		ep->home = 0;
 		if (ep->kpoll_armed) {
 			ep->kpoll_armed = false;
 			ep->refs--;

@@ -43,6 +43,12 @@ void rs_epoll_demote_fd(int epfd);
 struct rs_epitem;
 struct rs_epitem *rs_epitem_next_in_fdb(struct rs_epitem *it);
 void rs_epoll_after_fork_child(void);
+/* Ring r's thread exits (r->lock held): an instance's kernel poll armed on
+ * r is cancelled and waited for. Destroyed with the ring instead, its end
+ * would never be reaped and it would stay "armed" for good: no later wait,
+ * whatever its thread, would arm it again, and the instance would miss
+ * every event of the fds the kernel watches for it. */
+void rs_epoll_ring_exit(struct rs_ring *r);
 /* References to b held by registrations handed to the kernel with
  * stashed bytes (the fork child recounts b's references). */
 unsigned rs_epoll_shadow_refs(const struct rs_fdb *b);

@@ -197,6 +197,10 @@ void rs_fdb_unref(struct rs_fdb *b)
 	rs_gauge_add(RS_G_STASH_BYTES, -(int64_t)b->rq.bytes);
 	rs_bq_clear(&b->rq);
 	rs_wb_drop_queue(b);
+	/* The rings the state last named (no op is in flight on them). */
+	rs_ring_put(b->send_ring);
+	rs_ring_put(b->rx_ring);
+	rs_ring_put(b->watch_ring);
 	if (b->fd >= 0 && rs_internal_fd_is(b->fd)) {
 		/* The hidden copy kept open for the last sends. */
 		rs_internal_fd_remove(b->fd);
@@ -277,10 +281,18 @@ static void set_linger_zero(int fd)
  * the number altogether. Armed receives and accepts are cancelled. */
 static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 {
+	/* Held: their threads may exit meanwhile. */
+	pthread_mutex_lock(&b->lock);
+	struct rs_ring *sr = rs_ring_hold(b->send_ring), *rr = rs_ring_hold(b->rx_ring),
+		       *qr = rs_acq_ring_hold(b);
+	pthread_mutex_unlock(&b->lock);
 	poke_ring(r, NULL);
-	poke_ring(r, b->send_ring);
-	poke_ring(r, b->rx_ring);
-	poke_ring(r, rs_acq_ring(b));
+	poke_ring(r, sr);
+	poke_ring(r, rr);
+	poke_ring(r, qr);
+	rs_ring_put(sr);
+	rs_ring_put(rr);
+	rs_ring_put(qr);
 	pthread_mutex_lock(&b->lock);
 	b->flags |= FDB_CLOSED | FDB_NO_REARM;
 	struct rs_fd *e = rs_fd_peek(fd);
@@ -399,14 +411,19 @@ void rs_batch_number_closing(int fd)
 	pthread_mutex_unlock(&b->lock);
 	if (last) {
 		enum rs_ring_unavailable why;
-		struct rs_ring *r = rs_ring_get(&why);
-		if (!r)
-			r = b->rx_ring ? b->rx_ring : b->send_ring;
+		struct rs_ring *r = rs_ring_get(&why), *held = NULL;
+		if (!r) {
+			pthread_mutex_lock(&b->lock);
+			held = rs_ring_hold(b->rx_ring ? b->rx_ring : b->send_ring);
+			pthread_mutex_unlock(&b->lock);
+			r = held;
+		}
 		if (r) {
 			rs_ring_lock(r);
 			close_last(r, b, fd);
 			rs_ring_unlock(r);
 		}
+		rs_ring_put(held);
 	}
 	rs_fdb_unref(b);
 }
@@ -547,26 +564,33 @@ void rs_batch_ring_exit(struct rs_ring *r)
 	while ((n = snapshot(list, 256, on_ring, r)) > 0) {
 		for (int i = 0; i < n; i++) {
 			struct rs_fdb *b = list[i];
-			/* Each test under b->lock: other threads change these. */
+			/* Every slot naming r is cleared (its reference goes
+			 * with it) unless an op is still in flight there, so
+			 * that r can be destroyed once this thread is gone. */
 			pthread_mutex_lock(&b->lock);
-			bool here = b->rx_ring == r && b->rx_armed;
+			bool rx_here = b->rx_ring == r && b->rx_armed;
 			pthread_mutex_unlock(&b->lock);
-			if (here) {
+			if (rx_here) {
 				rs_rx_disarm(r, b);
 				pthread_mutex_lock(&b->lock);
 				/* Another thread's epoll_wait arms it again. */
 				b->flags &= ~FDB_NO_REARM;
-				__atomic_store_n(&b->rx_ring, NULL, __ATOMIC_RELAXED);
 				pthread_mutex_unlock(&b->lock);
 			}
+			/* A paused receive is resumed by the next read on the
+			 * reader's ring (io_batch.c). */
+			pthread_mutex_lock(&b->lock);
+			if (b->rx_ring == r && !b->rx_armed)
+				rs_ring_slot_set(&b->rx_ring, NULL);
+			pthread_mutex_unlock(&b->lock);
 			/* The next write arms it again on its own ring. */
 			rs_wb_watch_disarm_ring(r, b);
 			pthread_mutex_lock(&b->lock);
 			if (!b->watch_armed && b->watch_ring == r)
-				__atomic_store_n(&b->watch_ring, NULL, __ATOMIC_RELAXED);
-			here = b->send_ring == r;
+				rs_ring_slot_set(&b->watch_ring, NULL);
+			bool send_here = b->send_ring == r;
 			pthread_mutex_unlock(&b->lock);
-			if (here) {
+			if (send_here) {
 				rs_wb_drain_bounded(r, b);
 				/* A poll for room with nothing queued (sends
 				 * went to the kernel itself) would die with
@@ -575,16 +599,24 @@ void rs_batch_ring_exit(struct rs_ring *r)
 			}
 			pthread_mutex_lock(&b->lock);
 			if (b->send_ring == r && !b->send_busy && !b->pollout_armed)
-				__atomic_store_n(&b->send_ring, NULL, __ATOMIC_RELAXED);
+				rs_ring_slot_set(&b->send_ring, NULL);
+			bool acq_here = rs_acq_ring(b) == r;
 			pthread_mutex_unlock(&b->lock);
-			if (rs_acq_ring(b) == r)
+			if (acq_here) {
 				rs_acq_close(r, b);
+				/* Its direct descriptors were in r: later accepts go
+				 * to the kernel's backlog. */
+				pthread_mutex_lock(&b->lock);
+				rs_acq_forget_ring(b, r);
+				pthread_mutex_unlock(&b->lock);
+			}
 		}
 		for (int i = 0; i < n; i++)
 			rs_fdb_unref(list[i]);
 		if (n < 256)
 			break;
 	}
+	rs_epoll_ring_exit(r);
 	rs_ring_unlock(r);
 }
 
@@ -767,7 +799,7 @@ void rs_batch_after_fork_child(void)
 		__atomic_store_n(&b->watch_ring, NULL, __ATOMIC_RELAXED);
 		b->rx_armed = b->rx_cancel_sent = b->rx_paused = false;
 		b->flags &= ~FDB_NO_REARM;
-		rs_acq_free(b);
+		rs_acq_free_in_child(b);
 		unsigned items = 0;
 		for (struct rs_epitem *it = b->items; it; it = rs_epitem_next_in_fdb(it))
 			items++;

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <sys/syscall.h>
 #include <stdint.h>
+#include <poll.h>
 #include <pthread.h>
 #include <time.h>
 #include <sys/resource.h>
@@ -80,7 +81,7 @@ static pthread_mutex_t rlimit_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Whether a new fd of ours would leave the program fewer free numbers than
  * it has now: true when nothing can go above the soft RLIMIT_NOFILE (the
  * hard limit is as low) and fewer than RS_FD_HEADROOM numbers are free
- * below it. Counting /proc/self/fd is slow, but only runs in that case. */
+ * below it. Counting is slow, but only runs in that case. */
 #define RS_FD_HEADROOM 64
 bool rs_internal_fds_tight(void)
 {
@@ -88,24 +89,25 @@ bool rs_internal_fds_tight(void)
 	long soft = soft_limit(&rl);
 	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur + 64)
 		return false;
-	int dir = RS_REAL(open64)("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dir < 0)
-		return true; /* no fd to spare even for this */
-	long open_fds = -1; /* the directory's own fd */
-	char buf[4096];
-	for (;;) {
-		long n = syscall(SYS_getdents64, dir, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		for (long off = 0; off < n;) {
-			struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d = (void *)(buf + off);
-			if (d->name[0] != '.')
-				open_fds++;
-			off += d->reclen;
-		}
+	/* Free numbers are counted by polling them (POLLNVAL: not open), a
+	 * chunk at a time from 0, until enough are found. Reading
+	 * /proc/self/fd would take an fd itself, at the lowest free number,
+	 * outside the fd-number gate: another thread's socket() or pipe()
+	 * would get a higher number than natively (sqpoll_threads), or
+	 * EMFILE at the limit. */
+	long free_fds = 0;
+	struct pollfd pfd[256];
+	struct timespec zero = { 0, 0 };
+	for (long base = 0; base < soft && free_fds < RS_FD_HEADROOM; base += 256) {
+		long n = soft - base < 256 ? soft - base : 256;
+		for (long k = 0; k < n; k++)
+			pfd[k] = (struct pollfd){ .fd = (int)(base + k), .events = 0 };
+		if (syscall(SYS_ppoll, pfd, (unsigned long)n, &zero, NULL, (size_t)0) < 0)
+			return true; /* cannot tell: keep the numbers for the program */
+		for (long k = 0; k < n; k++)
+			free_fds += (pfd[k].revents & POLLNVAL) != 0;
 	}
-	RS_REAL(close)(dir);
-	return soft - open_fds < RS_FD_HEADROOM;
+	return free_fds < RS_FD_HEADROOM;
 }
 
 void rs_internal_fds_rlimit_lock(void)
@@ -328,16 +330,41 @@ void rs_fdgate_leave(int entered)
 	}
 }
 
+/* Readers inside an open(), which may block (a FIFO). */
+static unsigned slow_readers;
+
+int rs_fdgate_enter_slow(void)
+{
+	__atomic_add_fetch(&slow_readers, 1, __ATOMIC_ACQ_REL);
+	return rs_fdgate_enter();
+}
+
+void rs_fdgate_leave_slow(int entered)
+{
+	rs_fdgate_leave(entered);
+	__atomic_sub_fetch(&slow_readers, 1, __ATOMIC_ACQ_REL);
+}
+
 bool rs_fdgate_lock(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	t.tv_nsec += 3000000;
-	if (t.tv_nsec >= 1000000000) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000;
+	/* In 3 ms slices: past the first, only while no open() is inside
+	 * (then the readers are calls that never block, and going ahead
+	 * would let one of them get a shifted number), and for 1 s at most. */
+	for (int slice = 0; slice < 333; slice++) {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += 3000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		int r = pthread_rwlock_timedwrlock(&gate, &t);
+		if (r == 0)
+			return true;
+		if (r != ETIMEDOUT || __atomic_load_n(&slow_readers, __ATOMIC_ACQUIRE))
+			return false;
 	}
-	return pthread_rwlock_timedwrlock(&gate, &t) == 0;
+	return false;
 }
 
 void rs_fdgate_unlock(bool held)
@@ -350,6 +377,7 @@ void rs_internal_fds_after_fork_child(void)
 {
 	/* Another thread may have held these: it does not exist here. */
 	pthread_rwlock_init(&gate, NULL);
+	slow_readers = 0;
 	pthread_mutex_init(&rlimit_lock, NULL);
 	/* The lock may have been held by a thread that does not exist here. */
 	pthread_mutex_init(&lock, NULL);

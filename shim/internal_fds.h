@@ -14,13 +14,24 @@ typedef void (*rs_fd_moved_fn)(void *owner, int oldfd, int newfd);
  * moved high. The gate keeps the program's own fd-creating calls (socket,
  * open, pipe, dup...) out of that window, so a thread starting its ring
  * never shifts the number another thread's socket() gets. Readers are the
- * program's calls (shared, never blocked by a waiting writer); the writer
- * waits at most a few milliseconds, then goes ahead: a reader blocked in a
- * FIFO open() must not stall other threads. */
+ * program's calls (shared, never blocked by a waiting writer). The writer
+ * waits for them to leave, but only a few milliseconds while an open() is
+ * among them (RS_FDGATE_SLOW), then goes ahead: a reader blocked in a FIFO
+ * open() must not stall other threads. The other calls never block, so
+ * waiting for them is short even when a reader was descheduled inside. */
 int rs_fdgate_enter(void);		/* 0 when entered: pass to _leave */
 void rs_fdgate_leave(int entered);
 bool rs_fdgate_lock(void);		/* true when held exclusively */
 void rs_fdgate_unlock(bool held);
+int rs_fdgate_enter_slow(void);
+void rs_fdgate_leave_slow(int entered);
+#define RS_FDGATE_SLOW(expr)                                                   \
+	({                                                                     \
+		int g_ = rs_fdgate_enter_slow();                               \
+		__typeof__(expr) r_ = (expr);                                  \
+		rs_fdgate_leave_slow(g_);                                      \
+		r_;                                                            \
+	})
 #define RS_FDGATE(expr)                                                        \
 	({                                                                     \
 		int g_ = rs_fdgate_enter();                                    \

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -145,7 +146,7 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 		 * is submitted by rs_ring_borrow_end; a send still prepared in
 		 * another thread's ring (the queue's head) is submitted here. */
 		pthread_mutex_lock(&b->lock);
-		struct rs_ring *sr = b->send_busy ? b->send_ring : NULL;
+		struct rs_ring *sr = rs_ring_hold(b->send_busy ? b->send_ring : NULL);
 		pthread_mutex_unlock(&b->lock);
 		if (sr && sr != c->ring) {
 			rs_ring_lock(sr);
@@ -153,6 +154,7 @@ static ssize_t wb_send(struct rs_call *c, const struct iovec *iov, int cnt, int 
 			rs_ring_reap(sr);
 			rs_ring_unlock(sr);
 		}
+		rs_ring_put(sr);
 	}
 	if (n == -EPIPE && sigpipe)
 		rs_raise_sigpipe(NULL);
@@ -343,6 +345,20 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Whether the kernel has taken the SQE whose tail mark is seq from r's SQ. */
+static bool sqe_seen(struct rs_ring *r, unsigned seq)
+{
+	return (int)(io_uring_smp_load_acquire(r->uring.sq.khead) - seq) >= 0;
+}
+
+/* Under SQPOLL: give the SQ thread a moment (bounded, 1 ms) to take it. */
+static void wait_sqe_seen(struct rs_ring *r, unsigned seq)
+{
+	uint64_t until = now_ns() + 1000000;
+	while (!sqe_seen(r, seq) && now_ns() < until)
+		sched_yield();
+}
+
 /* Wait for news on rr (locked) for a blocking read. Returns 0 to look
  * again, -EINTR, RS_TIMED_OUT. */
 static int wait_news(struct rs_call *c, struct rs_ring *rr, uint64_t deadline,
@@ -484,6 +500,11 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 	uint64_t deadline = timeo ? now_ns() + timeo * 1000 : 0;
 	struct rs_sig_mark mark = rs_sig_mark();
 	size_t got = 0;
+	/* The armed receive's SQE is pushed to the kernel at most once per
+	 * call: a receive that ends at once and is armed again (buffers that
+	 * run out, no memory for the stash) would otherwise keep this loop
+	 * submitting for ever. */
+	bool pushed = false;
 	for (;;) {
 		pthread_mutex_lock(&b->lock);
 		if (!rs_rx_active(b)) {
@@ -497,20 +518,28 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 		long n = stash_top_up(c, b, iov, cnt, flags, n0);
 		errno = saved_errno;
 		bool final = !b->rx_armed && !b->rx_eof && !b->sk_err && !(b->flags & FDB_RESET);
-		struct rs_ring *rr = b->rx_ring;
+		/* Held until this pass is done with it: its thread may
+		 * exit meanwhile. */
+		struct rs_ring *rr = rs_ring_hold(b->rx_ring);
+		bool armed = b->rx_armed;
+		unsigned rx_seq = b->rx_seq;
 		bool resume = b->rx_paused && n > 0;
 		pthread_mutex_unlock(&b->lock);
-		if (resume && rr) {
-			rs_ring_lock(rr);
+		if (resume) {
+			/* On this thread's ring if the one that paused it has
+			 * gone with its thread. */
+			struct rs_ring *ar = rr ? rr : c->ring;
+			rs_ring_lock(ar);
 			pthread_mutex_lock(&b->lock);
-			rs_rx_maybe_resume(rr, b);
+			rs_rx_maybe_resume(ar, b);
 			pthread_mutex_unlock(&b->lock);
-			rs_ring_unlock(rr);
+			rs_ring_unlock(ar);
 		}
 	if (n > 0 && (flags & (MSG_PEEK | MSG_WAITALL)) == (MSG_PEEK | MSG_WAITALL) && !nb &&
 		    final && (size_t)n < want)
 			return peek_waitall_rest(c, iov, cnt, flags, n0, n);
 		if (n != RS_RX_EMPTY) {
+			rs_ring_put(rr);
 			if (n < 0)
 				return got ? (long)got : n;
 			got += (size_t)n;
@@ -539,16 +568,34 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 				rs_ring_poke(rr);
 			news = rs_ring_reap(rr) > 0;
 		}
+		if (!news && armed && !pushed && !sqe_seen(rr, rx_seq)) {
+			pushed = true;
+			/* The receive was armed again (by whichever thread
+			 * reaped its end, or a resume) and its SQE is still in
+			 * rr's SQ: the socket may hold bytes nothing receives.
+			 * Submit it now; with bytes there it completes in the
+			 * enter (under SQPOLL, once the SQ thread took it). */
+			rs_ring_poke(rr);
+			if (rr->sqpoll)
+				wait_sqe_seen(rr, rx_seq);
+			news = rs_ring_reap(rr) > 0 || rs_ring_has_news(rr);
+			if (news && rr == c->ring)
+				rs_ring_poke(rr);
+			news = rs_ring_reap(rr) > 0 || news;
+		}
 		if (news) {
 			rs_ring_unlock(rr);
+			rs_ring_put(rr);
 			continue;
 		}
 		if (nb) {
 			rs_ring_unlock(rr);
+			rs_ring_put(rr);
 			return got ? (long)got : -EAGAIN;
 		}
 		int w = wait_news(c, rr, deadline, &mark, timeo != 0);
 		rs_ring_unlock(rr);
+		rs_ring_put(rr);
 		if (w == RS_TIMED_OUT)
 			return got ? (long)got : -EAGAIN;
 		if (w < 0)
@@ -680,13 +727,16 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 	uint64_t deadline = timeo ? now_ns() + timeo * 1000 : 0;
 	struct rs_sig_mark mark = rs_sig_mark();
 	for (;;) {
-		struct rs_ring *qr = rs_acq_ring(b);
+		pthread_mutex_lock(&b->lock);
+		struct rs_ring *qr = rs_acq_ring_hold(b); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
 		if (!qr)
 			return rs_io_strict.accept4(c, addr, alen, flags);
 		rs_ring_lock(qr);
 		int fd = rs_acq_take(qr, b, addr, alen, flags);
 		if (fd != RS_ACQ_EMPTY) {
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			c->served = RS_C_served_acceptq;
 			return fd;
 		}
@@ -698,6 +748,7 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 		}
 		if (news) {
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			continue;
 		}
 		pthread_mutex_lock(&b->lock);
@@ -706,14 +757,17 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 		if (!active) {
 			/* Emptied and no longer accepting ahead: the backlog. */
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			return rs_io_strict.accept4(c, addr, alen, flags);
 		}
 		if (nb) {
 			rs_ring_unlock(qr);
+			rs_ring_put(qr);
 			return -EAGAIN;
 		}
 		int w = wait_news(c, qr, deadline, &mark, timeo != 0);
 		rs_ring_unlock(qr);
+		rs_ring_put(qr);
 		if (w == RS_TIMED_OUT)
 			return -EAGAIN;
 		if (w < 0)

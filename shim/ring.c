@@ -31,6 +31,12 @@ static struct rs_ring *live_list;
  * live_lock, read without it. */
 static struct rs_ring *lender;
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t next_ring_id;
+
+static uint64_t new_ring_id(void)
+{
+	return __atomic_add_fetch(&next_ring_id, 1, __ATOMIC_RELAXED);
+}
 
 /* SQ polling threads to share (IORING_SETUP_ATTACH_WQ): the fds of the
  * rings that own them, under live_lock. */
@@ -515,7 +521,10 @@ static unsigned ring_pool_n;
 
 static bool ring_pool_put(struct rs_ring *r)
 {
-	if (r->sqpoll || r->batch || r->files_registered)
+	/* Fd state naming it (a send the exit could not finish): a pooled
+	 * ring goes to another thread, the state would follow it there. */
+	if (r->sqpoll || r->batch || r->files_registered ||
+	    __atomic_load_n(&r->refs, __ATOMIC_ACQUIRE) != 1)
 		return false;
 	bool kept = false;
 	pthread_mutex_lock(&live_lock);
@@ -546,6 +555,7 @@ static struct rs_ring *ring_pool_get(void)
 	pthread_mutex_unlock(&live_lock);
 	if (r) {
 		r->owner_tid = (pid_t)syscall(SYS_gettid);
+		r->id = new_ring_id();
 		io_uring_register_ring_fd(&r->uring);
 		rs_tls_ring = r;
 		rs_thread_note_state();
@@ -590,6 +600,8 @@ struct rs_ring *rs_ring_borrow(void)
 		if (!r) {
 			pid_t main_tid = getpid();
 			for (struct rs_ring *x = live_list; x; x = x->next_live) {
+				if (x->dead)
+					continue; /* kept only for the fd state naming it */
 				r = x;
 				if (x->owner_tid == main_tid)
 					break;
@@ -696,6 +708,8 @@ struct rs_ring *rs_ring_get_slow(enum rs_ring_unavailable *why)
 
 	tsan_new_ring_memory(&r->uring);
 	pthread_mutex_init(&r->lock, NULL);
+	r->refs = 1; /* this thread's */
+	r->id = new_ring_id();
 	r->owner_tid = (pid_t)syscall(SYS_gettid);
 	io_uring_register_ring_fd(&r->uring);
 	/* The ring's fd must not take a number the program expects to get.
@@ -768,6 +782,22 @@ static void destroy_ring(struct rs_ring *r)
 	munmap(r, sizeof(*r));
 }
 
+static void ring_destroy_dead(struct rs_ring *r)
+{
+	pthread_mutex_lock(&live_lock);
+	unlink_live_locked(r);
+	pthread_mutex_unlock(&live_lock);
+	destroy_ring(r);
+	__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
+	rs_gauge_add(RS_G_RINGS_LIVE, -1);
+}
+
+void rs_ring_put(struct rs_ring *r)
+{
+	if (r && !__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL))
+		ring_destroy_dead(r);
+}
+
 void rs_ring_thread_exit(void)
 {
 	struct rs_ring *r = rs_tls_ring;
@@ -782,27 +812,26 @@ void rs_ring_thread_exit(void)
 	rs_ring_unlock(r);
 	if (ring_pool_put(r))
 		return;
+	/* Borrowers may be inside calls on the lent ring, and fd state or
+	 * other threads' calls may still name any ring (a send the exit
+	 * could not finish, a reader about to lock it): it stays, ownerless,
+	 * the lent one until a new thread takes it over (lender_take_over),
+	 * any other until its last reference goes (rs_ring_put). The ring fd
+	 * registration belonged to this task; others enter under the lock. */
+	rs_ring_lock(r);
+	r->uring.int_flags &= ~1u; /* liburing's INT_FLAG_REG_RING */
+	r->uring.enter_ring_fd = r->uring.ring_fd;
+	rs_ring_unlock(r);
 	pthread_mutex_lock(&live_lock);
 	bool lent = r->lent;
-	if (lent) {
-		/* Borrowers may be inside calls on it: it stays, ownerless,
-		 * until a new thread takes it over (lender_take_over). The
-		 * ring fd registration belonged to this task. */
-		r->uring.int_flags &= ~1u; /* liburing's INT_FLAG_REG_RING */
-		r->uring.enter_ring_fd = r->uring.ring_fd;
-		r->owner_tid = 0;
-		r->orphan = true;
-	} else {
-		/* In the same hold of live_lock as the check: from here no
-		 * borrower can pick it as the lender. */
-		unlink_live_locked(r);
-	}
-	pthread_mutex_unlock(&live_lock);
+	r->owner_tid = 0;
 	if (lent)
-		return;
-	destroy_ring(r);
-	__atomic_sub_fetch(&live_rings, 1, __ATOMIC_ACQ_REL);
-	rs_gauge_add(RS_G_RINGS_LIVE, -1);
+		r->orphan = true;
+	else
+		r->dead = true; /* from here no borrower picks it as the lender */
+	pthread_mutex_unlock(&live_lock);
+	if (!lent)
+		rs_ring_put(r);
 }
 
 /* The child of fork() shares the parent's ring memory (it is MAP_SHARED)

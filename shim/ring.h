@@ -48,8 +48,44 @@ struct rs_ring {
 	bool lent;
 	bool orphan; /* lent, and its thread has exited: the next new thread
 		      * that finds RINGSHIM_MAX_RINGS reached takes it over */
+	/* Who may still lock or look into this ring (atomic): its thread
+	 * (or the pool) 1, each fd-state slot naming it (rs_ring_slot_set)
+	 * 1, each call of another thread working on it (rs_ring_hold) 1.
+	 * A thread that exits drops its own; the ring is destroyed at the
+	 * last rs_ring_put, so no one ever locks a freed ring. */
+	unsigned refs;
+	bool dead; /* its thread has exited; destroyed at the last put */
+	uint64_t id; /* new for each thread that gets it; never 0 */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
 };
+
+/* Ring lifetime. Whoever takes a ring's pointer from shared state (an
+ * fd's send, receive or watch ring, an accept queue's ring) to lock it
+ * after dropping the lock that guards the pointer holds it first, under
+ * that lock: the slot's own reference keeps the ring alive up to then. */
+static inline struct rs_ring *rs_ring_hold(struct rs_ring *r)
+{
+	if (r)
+		__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+	return r;
+}
+
+/* Drop a reference (NULL: nothing); the last one of a ring whose thread
+ * has exited destroys it. Never with that ring's lock held (whoever holds
+ * the lock holds a reference of its own). */
+void rs_ring_put(struct rs_ring *r);
+
+/* Point a slot of fd state at r (or NULL), moving the slot's reference;
+ * under the lock that guards the slot. */
+static inline void rs_ring_slot_set(struct rs_ring **slot, struct rs_ring *r)
+{
+	struct rs_ring *old = *slot;
+	if (old == r)
+		return;
+	/* Atomic: on_ring (fdb.c) reads slots without the lock. */
+	__atomic_store_n(slot, rs_ring_hold(r), __ATOMIC_RELAXED);
+	rs_ring_put(old);
+}
 
 static inline void rs_ring_lock(struct rs_ring *r)
 {

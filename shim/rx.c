@@ -25,6 +25,7 @@ struct rs_ring_batch {
 	size_t br_size;
 	unsigned nbufs;
 	unsigned returned; /* lent buffers read and waiting to be recycled */
+	struct rs_ring *ring; /* whose buffers these are */
 	/* When a buffer's bytes cannot be copied out (no memory), the buffer
 	 * itself joins the stash through one of these, and goes back to the
 	 * kernel once read: nothing received is ever dropped. */
@@ -70,6 +71,7 @@ int rs_ring_batch_init(struct rs_ring *r)
 		io_uring_buf_ring_add(rb->br, rb->bufs + (size_t)i * RX_BUF_SIZE, RX_BUF_SIZE,
 				      (unsigned short)i, io_uring_buf_ring_mask(rb->nbufs), (int)i);
 	io_uring_buf_ring_advance(rb->br, (int)rb->nbufs);
+	rb->ring = r;
 	r->batch = rb;
 	return 0;
 }
@@ -99,8 +101,10 @@ static void recycle(struct rs_ring_batch *rb, unsigned bid)
 static void lent_release(struct rs_chunk *c)
 {
 	struct rs_ring_batch *rb = (struct rs_ring_batch *)c->owner_data;
+	struct rs_ring *r = rb->ring;
 	__atomic_store_n(&c->head, UINT32_MAX, __ATOMIC_RELEASE); /* returned */
 	__atomic_add_fetch(&rb->returned, 1, __ATOMIC_RELEASE);
+	rs_ring_put(r); /* the stash's hold on the buffer's ring */
 }
 
 void rs_rx_recycle_returned(struct rs_ring *r)
@@ -170,7 +174,8 @@ void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->rx_armed = true;
 	__atomic_store_n(&b->rx_used, true, __ATOMIC_RELEASE);
 	b->rx_cancel_sent = false;
-	__atomic_store_n(&b->rx_ring, r, __ATOMIC_RELAXED); /* on_ring reads it unlocked */
+	b->rx_seq = r->uring.sq.sqe_tail;
+	rs_ring_slot_set(&b->rx_ring, r);
 	rs_fdb_ref(b);
 }
 
@@ -198,6 +203,8 @@ static void rx_done(struct rs_op *op, int res, uint32_t cflags)
 				c->release = lent_release;
 				c->owner_data = (uintptr_t)r->batch;
 				rs_bq_append_lent(&b->rq, c);
+				/* The buffer must outlive the ring's thread. */
+				rs_ring_hold(r);
 				lent = true;
 				if (b->rx_armed && !b->rx_cancel_sent && !b->rx_no_pause)
 					rx_pause(r, b);
@@ -252,8 +259,9 @@ void rs_rx_disarm(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
 	b->flags |= FDB_NO_REARM;
-	struct rs_ring *rr = b->rx_ring;
 	bool armed = b->rx_armed;
+	/* Held: its thread may exit meanwhile. */
+	struct rs_ring *rr = armed ? rs_ring_hold(b->rx_ring) : NULL;
 	pthread_mutex_unlock(&b->lock);
 	if (!armed)
 		return;
@@ -278,6 +286,7 @@ void rs_rx_disarm(struct rs_ring *r, struct rs_fdb *b)
 		rs_ring_unlock(rr);
 		rs_ring_lock(r);
 	}
+	rs_ring_put(rr);
 }
 
 long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)

@@ -84,7 +84,7 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
 	b->watch_op.complete = watch_done;
 	/* Atomic: on_ring (fdb.c) reads these without b->lock. */
 	__atomic_store_n(&b->watch_armed, true, __ATOMIC_RELAXED);
-	__atomic_store_n(&b->watch_ring, r, __ATOMIC_RELAXED);
+	rs_ring_slot_set(&b->watch_ring, r);
 	b->watch_seq = r->uring.sq.sqe_tail;
 	rs_fdb_ref(b);
 	return true;
@@ -136,7 +136,7 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
 	bool armed = b->watch_armed;
-	struct rs_ring *wr = b->watch_ring;
+	struct rs_ring *wr = rs_ring_hold(b->watch_ring); /* its thread may exit */
 	bool fresh = !armed && watch_arm(r, b);
 	pthread_mutex_unlock(&b->lock);
 	if (fresh || (armed && wr == r && rs_ring_has_news(r))) {
@@ -151,6 +151,7 @@ bool rs_wb_write_direct(struct rs_ring *r, struct rs_fdb *b)
 		rs_ring_unlock(wr);
 		rs_ring_lock(r);
 	}
+	rs_ring_put(wr);
 	pthread_mutex_lock(&b->lock);
 	bool direct = b->flags & FDB_WRITE_DIRECT;
 	pthread_mutex_unlock(&b->lock);
@@ -216,9 +217,12 @@ static void op_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *only,
 		pthread_mutex_lock(&b->lock);
 		bool armed = op_armed(b, a);
 		struct rs_ring *wr = *a->ring;
-		pthread_mutex_unlock(&b->lock);
-		if (!armed || !wr || (only && wr != only))
+		if (!armed || !wr || (only && wr != only)) {
+			pthread_mutex_unlock(&b->lock);
 			return;
+		}
+		rs_ring_hold(wr); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
 		if (wr != r) {
 			rs_ring_unlock(r);
 			rs_ring_lock(wr);
@@ -228,6 +232,7 @@ static void op_disarm(struct rs_ring *r, struct rs_fdb *b, struct rs_ring *only,
 			rs_ring_unlock(wr);
 			rs_ring_lock(r);
 		}
+		rs_ring_put(wr);
 		/* Ended on wr; look again in case it had moved on meanwhile. */
 	}
 }
@@ -319,7 +324,7 @@ static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 	b->send_op.complete = send_done;
 	b->send_sqe = sqe;
 	b->send_epoch = r->submit_epoch;
-	__atomic_store_n(&b->send_ring, r, __ATOMIC_RELAXED); /* see on_ring */
+	rs_ring_slot_set(&b->send_ring, r);
 	b->send_busy = true;
 	b->send_blocked = wait_room;
 	rs_fdb_ref(b);
@@ -437,7 +442,7 @@ void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b)
 	pthread_mutex_lock(&b->lock);
 	bool armed = false;
 	if (!b->pollout_armed && !b->send_busy && !(b->flags & FDB_CLOSED) && b->fd >= 0) {
-		b->send_ring = r;
+		rs_ring_slot_set(&b->send_ring, r);
 		prep_pollout(r, b);
 		armed = b->pollout_armed;
 		rs_fdb_update_ready(b, false);
@@ -546,11 +551,16 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 		struct rs_ring *sr = b->send_busy || b->pollout_armed ? b->send_ring : r;
 		if (!idle && !err && !b->send_busy && !b->pollout_armed)
 			prep_send(r, b);
-		pthread_mutex_unlock(&b->lock);
-		if (idle || err)
+		if (idle || err) {
+			pthread_mutex_unlock(&b->lock);
 			return 0;
-		if (interruptible && rs_sig_interrupted(&mark, false))
+		}
+		rs_ring_hold(sr); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
+		if (interruptible && rs_sig_interrupted(&mark, false)) {
+			rs_ring_put(sr);
 			return -EINTR;
+		}
 		if (sr != r) {
 			/* The send lives in another thread's ring: reap it
 			 * there (that thread runs its completion work). */
@@ -566,6 +576,7 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
 			rs_ring_wait_any(r, NULL, NULL);
 			rs_ring_reap(r);
 		}
+		rs_ring_put(sr);
 	}
 }
 
@@ -581,10 +592,12 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 		bool err = b->sk_err || (b->flags & FDB_RESET);
 		if (!idle && !err && !b->send_busy && !b->pollout_armed)
 			prep_send(r, b);
-		struct rs_ring *sr = b->send_ring;
-		pthread_mutex_unlock(&b->lock);
-		if (idle || err)
+		if (idle || err) {
+			pthread_mutex_unlock(&b->lock);
 			return 0;
+		}
+		struct rs_ring *sr = rs_ring_hold(b->send_ring); /* its thread may exit */
+		pthread_mutex_unlock(&b->lock);
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (left != before) {
@@ -592,6 +605,7 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 			last = now;
 		} else if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >
 			   RS_FLUSH_STALL_MS) {
+			rs_ring_put(sr);
 			return -ETIMEDOUT;
 		}
 		struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
@@ -607,5 +621,6 @@ int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b)
 			rs_ring_wait_any(r, &ts, NULL);
 			rs_ring_reap(r);
 		}
+		rs_ring_put(sr);
 	}
 }
