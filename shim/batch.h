@@ -243,6 +243,9 @@ void rs_batch_no_receive_ahead(int fd);
  * thread exits); forget the parent's ops in a fork child. */
 void rs_batch_init(void);
 void rs_batch_flush_all(bool wait);
+/* A unix stream socket is about to shut its reading side: queued bytes
+ * go into the kernel first, even past a full socket (fdb.c). */
+void rs_batch_before_shut_rd(void);
 void rs_batch_ring_exit(struct rs_ring *r);
 void rs_batch_after_fork_child(void);
 /* Before fork(): stop receiving and accepting ahead on every fd (the child

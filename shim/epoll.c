@@ -551,6 +551,39 @@ static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct 
 	return 0;
 }
 
+/* What b's readiness owes to state the receive took from the socket and
+ * the kernel no longer shows: stashed bytes, a socket error. */
+static uint32_t residue(struct rs_fdb *b)
+{
+	if (b->flags & FDB_CLOSED)
+		return 0;
+	if (!__atomic_load_n(&b->rq.bytes, __ATOMIC_ACQUIRE) && !rs_fork_stash_bytes(b) &&
+	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE))
+		return 0;
+	return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) &
+	       (EPOLLIN | EPOLLRDNORM | EPOLLERR | EPOLLRDHUP | EPOLLHUP);
+}
+
+/* Report b's residue for a registration the kernel holds (b->lock not
+ * held); the shadow takes a reference to b. */
+static void add_shadow(struct rs_epoll *ep, struct rs_fdb *b, int fd, uint32_t events,
+		       epoll_data_t data, bool edge)
+{
+	struct rs_shadow *sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return;
+	rs_fdb_ref(b);
+	sh->fdb = b;
+	sh->fd = fd;
+	sh->events = events;
+	sh->data = data;
+	sh->edge = edge;
+	pthread_mutex_lock(&ep->lock);
+	sh->next = ep->shadows;
+	ep->shadows = sh;
+	pthread_mutex_unlock(&ep->lock);
+}
+
 int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 {
 	struct rs_epoll *ep = lookup(epfd);
@@ -577,8 +610,16 @@ int rs_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		pthread_mutex_unlock(&b->lock);
 	}
 	bool shim = it || (op == EPOLL_CTL_ADD && shim_watched(b) && !ep->kernel_only);
-	if (!shim)
-		return kernel_ctl(ep, op, fd, uev);
+	if (!shim) {
+		int r = kernel_ctl(ep, op, fd, uev);
+		/* A new registration of an fd that no longer receives ahead
+		 * (fork) but still holds bytes the kernel does not show (its
+		 * stash, shared at fork): those are reported too, as for the
+		 * registrations handed over (fuzz seed 217, full program). */
+		if (!r && op == EPOLL_CTL_ADD && b && residue(b))
+			add_shadow(ep, b, fd, ev.events, ev.data, true);
+		return r;
+	}
 	if (has_event && (ev.events & EPOLLEXCLUSIVE) &&
 	    (op == EPOLL_CTL_MOD || (op == EPOLL_CTL_ADD && (ev.events & ~EXCLUSIVE_OK_BITS))))
 		return -EINVAL;
@@ -684,19 +725,6 @@ static void handover_take_edge(struct rs_epoll *ep, int fd, epoll_data_t data)
 	}
 }
 
-/* What b's readiness owes to state the receive took from the socket and
- * the kernel no longer shows: stashed bytes, a socket error. */
-static uint32_t residue(struct rs_fdb *b)
-{
-	if (b->flags & FDB_CLOSED)
-		return 0;
-	if (!__atomic_load_n(&b->rq.bytes, __ATOMIC_ACQUIRE) && !rs_fork_stash_bytes(b) &&
-	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE))
-		return 0;
-	return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) &
-	       (EPOLLIN | EPOLLRDNORM | EPOLLERR | EPOLLRDHUP | EPOLLHUP);
-}
-
 /* Register a shim item in the real epoll with the state it has: the
  * kernel's item must not report an edge the program already had (a new
  * ADD queues whatever is ready), and a oneshot item that fired stays
@@ -754,20 +782,9 @@ void rs_epoll_items_to_kernel(struct rs_fdb *b)
 		pthread_mutex_unlock(&ep->lock);
 		pthread_mutex_unlock(&b->lock);
 		handover(ep, it->fd, it->events, it->data, edge_pending, disabled);
-		struct rs_shadow *sh = residue(b) && !disabled ? calloc(1, sizeof(*sh)) : NULL;
-		if (sh) {
-			sh->fdb = b; /* takes over the item's reference */
-			sh->fd = it->fd;
-			sh->events = it->events;
-			sh->data = it->data;
-			sh->edge = edge_pending;
-			pthread_mutex_lock(&ep->lock);
-			sh->next = ep->shadows;
-			ep->shadows = sh;
-			pthread_mutex_unlock(&ep->lock);
-		} else {
-			rs_fdb_unref(b);
-		}
+		if (residue(b) && !disabled)
+			add_shadow(ep, b, it->fd, it->events, it->data, edge_pending);
+		rs_fdb_unref(b); /* the item's reference */
 		free(it);
 	}
 }

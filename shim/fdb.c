@@ -1,5 +1,8 @@
 /* Lifetime and readiness of batch-mode fd state. */
 #include <errno.h>
+#include <limits.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
@@ -540,6 +543,80 @@ void rs_batch_flush_all(bool wait)
 		if (n < 256)
 			break;
 	}
+	if (borrowed)
+		rs_ring_borrow_end();
+}
+
+/* A unix stream socket of this process is about to shut its reading side
+ * (shutdown SHUT_RD/RDWR). The kernel then gives its peer SEND_SHUTDOWN:
+ * the peer's later sends fail, but what is already in the receive queue is
+ * still read. Write-behind may have returned bytes as written that the
+ * kernel has not taken yet — the queue runs up to one flush ahead of a full
+ * socket ("How much a full socket takes") — and after the shutdown they
+ * could never arrive (fuzz seed 224). So every unix stream queue of the
+ * process goes into the kernel first (which queue feeds this socket is not
+ * known cheaply; nothing is done when nothing is queued, the usual case).
+ * Where the socket is full, its send buffer is enlarged for as long as the
+ * queue takes to go in, and set back: the bytes then sit in the receiver's
+ * queue, where natively the write that returned them had put them. */
+static void push_past_full(struct rs_ring *r, struct rs_fdb *b)
+{
+	int dom = 0;
+	socklen_t dl = sizeof(dom);
+	if (RS_REAL(getsockopt)(b->fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) || dom != AF_UNIX)
+		return;
+	if (!rs_wb_kick(r, b))
+		return; /* all in the kernel */
+	int orig = 0, outq = 0;
+	socklen_t ol = sizeof(orig);
+	if (RS_REAL(getsockopt)(b->fd, SOL_SOCKET, SO_SNDBUF, &orig, &ol) ||
+	    RS_REAL(ioctl)(b->fd, SIOCOUTQ, &outq))
+		return;
+	pthread_mutex_lock(&b->lock);
+	size_t left = b->wq.bytes;
+	pthread_mutex_unlock(&b->lock);
+	/* sk_wmem_alloc (SIOCOUTQ) plus the rest with room for skb overhead;
+	 * the kernel stores twice the value set. */
+	size_t need = (size_t)outq + left + left / 4 + 65536;
+	int val = need / 2 > INT_MAX / 2 ? INT_MAX / 2 : (int)(need / 2);
+	if (RS_REAL(setsockopt)(b->fd, SOL_SOCKET, SO_SNDBUFFORCE, &val, sizeof(val)))
+		RS_REAL(setsockopt)(b->fd, SOL_SOCKET, SO_SNDBUF, &val, sizeof(val));
+	/* The send waiting for room would only be woken once the socket is
+	 * writable in poll's sense (a quarter of the buffer in use): cancel
+	 * it (the queue keeps what it did not send) and send again, without
+	 * waiting, as long as the kernel takes more. */
+	rs_wb_send_cancel(r, b);
+	while (rs_wb_kick(r, b)) {
+		pthread_mutex_lock(&b->lock);
+		size_t now = b->wq.bytes;
+		pthread_mutex_unlock(&b->lock);
+		if (now >= left)
+			break; /* no room even now (SO_SNDBUF capped): what fits went */
+		left = now;
+	}
+	/* Set back exactly: the kernel stores max(2 * val, SOCK_MIN_SNDBUF). */
+	val = orig / 2;
+	if (RS_REAL(setsockopt)(b->fd, SOL_SOCKET, SO_SNDBUFFORCE, &val, sizeof(val)))
+		RS_REAL(setsockopt)(b->fd, SOL_SOCKET, SO_SNDBUF, &val, sizeof(val));
+}
+
+void rs_batch_before_shut_rd(void)
+{
+	if (!rs_wb_pending_total())
+		return;
+	enum rs_ring_unavailable why;
+	struct rs_ring *r = rs_ring_get(&why);
+	bool borrowed = !r && why != RS_RING_NO_URING && (r = rs_ring_borrow()) != NULL;
+	if (!r)
+		return;
+	struct rs_fdb *list[256];
+	int n = snapshot(list, 256, has_pending, NULL);
+	rs_ring_lock(r);
+	for (int i = 0; i < n; i++)
+		push_past_full(r, list[i]);
+	rs_ring_unlock(r);
+	for (int i = 0; i < n; i++)
+		rs_fdb_unref(list[i]);
 	if (borrowed)
 		rs_ring_borrow_end();
 }
