@@ -17,7 +17,7 @@ SHIM_SRCS := $(sort $(wildcard shim/*.c))
 SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
 SHIM_LIB  := $(BUILD)/libringshim.so
 
-.PHONY: all lib demo-apps tests test demo asan tsan valgrind fuzz install uninstall clean deps test-deps \
+.PHONY: all lib demo-apps tests test demo asan asan-build tsan valgrind fuzz install uninstall clean deps test-deps \
         demo-deps check-deps
 all: lib demo-apps tests
 
@@ -70,10 +70,12 @@ demo: demo-deps
 
 # Sanitizer builds live in their own build directories so they never mix with
 # the normal objects.
-asan: test-deps
+asan-build: test-deps
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    SAN_LDFLAGS="-fsanitize=address,undefined" all
+
+asan: asan-build
 	@BUILD=build-asan RINGSHIM_SANITIZER=asan tests/run --sanitizer asan $(TEST_ARGS)
 
 tsan: test-deps
