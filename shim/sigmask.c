@@ -47,15 +47,11 @@ bool rs_sigmask_current(sigset_t *out)
 
 bool rs_sigmask_only_unblocks(const sigset_t *wait_mask, const sigset_t *cur)
 {
-	/* The kernel's sigset is 64 bits wide; SIGKILL and SIGSTOP can never
-	 * be blocked, whatever a mask says. */
-	for (int sig = 1; sig <= 64; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		if (sigismember(wait_mask, sig) == 1 && sigismember(cur, sig) != 1)
-			return false;
-	}
-	return true;
+	/* The kernel's sigset is the first 64 bits of glibc's (signal n is
+	 * bit n-1); SIGKILL and SIGSTOP can never be blocked, whatever a mask
+	 * says. One word test on the sleep path instead of 64 calls. */
+	unsigned long never = (1ul << (SIGKILL - 1)) | (1ul << (SIGSTOP - 1));
+	return !(wait_mask->__val[0] & ~cur->__val[0] & ~never);
 }
 
 RS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
