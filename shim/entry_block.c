@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "entry.h"
 #include "ring.h"
 
@@ -30,6 +31,8 @@ static void flush_before_sleep(void)
 		rs_ring_poke(r);
 		rs_ring_reap(r);
 	}
+	if (r->sqpoll)
+		rs_batch_settle_sends(r);
 	rs_ring_unlock(r);
 	errno = saved;
 }

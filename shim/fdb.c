@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "batch.h"
 #include "config.h"
@@ -506,6 +507,40 @@ static bool has_pending(struct rs_fdb *b, void *arg)
 {
 	(void)arg;
 	return (b->wq.bytes || b->send_busy) && !b->sk_err && !(b->flags & FDB_RESET);
+}
+
+/* A MSG_DONTWAIT send in flight on ring arg: its completion, reaped on that
+ * ring, prepares what follows it. */
+static bool dontwait_send_on(struct rs_fdb *b, void *arg)
+{
+	return __atomic_load_n(&b->send_busy, __ATOMIC_RELAXED) && !b->send_blocked &&
+	       b->send_ring == arg;
+}
+
+void rs_batch_settle_sends(struct rs_ring *r)
+{
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct rs_fdb *list[64];
+	for (;;) {
+		int n = snapshot(list, 64, dontwait_send_on, r);
+		for (int i = 0; i < n; i++)
+			rs_fdb_unref(list[i]);
+		if (!n)
+			return;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >
+		    RS_SETTLE_MS) {
+			rs_log_once(21, RS_LOG_INFO,
+				    "a write-behind send took over %d ms under SQPOLL; bytes queued "
+				    "behind it wait for the thread's next call",
+				    RS_SETTLE_MS);
+			return;
+		}
+		struct __kernel_timespec ts = { 0, 1000000 };
+		rs_ring_wait_any(r, &ts, NULL);
+		rs_ring_reap(r);
+	}
 }
 
 void rs_batch_flush_all(bool wait)

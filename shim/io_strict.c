@@ -960,7 +960,7 @@ static int s_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 {
 	struct accept_args a = { addr, alen, flags };
 	struct rs_exec_opts o = { 0 };
-	if (!rs_ring_accept_dontwait) {
+	if (!rs_ring_accept_dontwait()) {
 		/* No nonblocking accept in this kernel's io_uring: only a
 		 * blocking accept can be served, as one op that waits. */
 		if (nonblocking(c) || shared(c)) {

@@ -45,9 +45,11 @@ static struct rs_ring *sq_anchors[MAX_SQ_ANCHORS];
 static unsigned sq_anchor_count, sq_next, sq_groups;
 static bool sqpoll_refused, sqpoll_used;
 
+/* Threads whose first rings come up together may all probe at once; each
+ * stores the same answers, so plain relaxed atomics are all they need. */
 static bool probed;
 static bool op_supported[256];
-bool rs_ring_accept_dontwait;
+static bool accept_dontwait;
 
 /* Keys for rs_log_once, clear of the counter indexes the entry layer uses. */
 enum { LOG_ONCE_NO_URING = 50, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_KERNEL, LOG_ONCE_SQPOLL,
@@ -55,7 +57,12 @@ enum { LOG_ONCE_NO_URING = 50, LOG_ONCE_THREAD_FAIL, LOG_ONCE_CAP, LOG_ONCE_OLD_
 
 bool rs_ring_op_supported(int opcode)
 {
-	return opcode >= 0 && opcode < 256 && op_supported[opcode];
+	return opcode >= 0 && opcode < 256 && __atomic_load_n(&op_supported[opcode], __ATOMIC_RELAXED);
+}
+
+bool rs_ring_accept_dontwait(void)
+{
+	return __atomic_load_n(&accept_dontwait, __ATOMIC_RELAXED);
 }
 
 unsigned rs_ring_live(void)
@@ -374,8 +381,25 @@ static void ring_fd_moved(void *owner, int oldfd, int newfd)
  * rings as races. Tell it the memory is new. */
 #if defined(__SANITIZE_THREAD__)
 void AnnotateNewMemory(const char *file, int line, const volatile void *mem, size_t size);
+void __sanitizer_symbolize_pc(void *pc, const char *fmt, char *out_buf, size_t out_buf_size);
+
+/* TSan's symbolizer opens and closes the program's ELF files the first time
+ * it writes a report, through our close(), while it ignores all locking: the
+ * shim's accesses there look like races, and reporting those deadlocks on
+ * its thread registry, so a real report hangs the test instead of showing.
+ * Let it open them at the first ring, outside any report. */
+static void tsan_symbolizer_warm_up(void)
+{
+	static bool done;
+	if (__atomic_exchange_n(&done, true, __ATOMIC_ACQ_REL))
+		return;
+	char out[128];
+	__sanitizer_symbolize_pc(__builtin_return_address(0), "%p %F %L", out, sizeof(out));
+}
+
 static void tsan_new_ring_memory(struct io_uring *u)
 {
+	tsan_symbolizer_warm_up();
 	size_t sqe_size = sizeof(struct io_uring_sqe) << ((u->flags & IORING_SETUP_SQE128) ? 1 : 0);
 	AnnotateNewMemory(__FILE__, __LINE__, u->sq.ring_ptr, u->sq.ring_sz);
 	if (u->cq.ring_ptr != u->sq.ring_ptr)
@@ -394,7 +418,8 @@ static void probe_kernel(struct rs_ring *r)
 	struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
 	if (p) {
 		for (int op = 0; op < 256 && op <= p->last_op; op++)
-			op_supported[op] = io_uring_opcode_supported(p, op);
+			__atomic_store_n(&op_supported[op], io_uring_opcode_supported(p, op),
+					 __ATOMIC_RELAXED);
 		io_uring_free_probe(p);
 	}
 	/* Nonblocking accept through the ring needs IORING_ACCEPT_DONTWAIT
@@ -410,7 +435,7 @@ static void probe_kernel(struct rs_ring *r)
 		rs_ring_lock(r);
 		int res = rs_ring_run(r, &op, &w);
 		rs_ring_unlock(r);
-		rs_ring_accept_dontwait = res == -EBADF;
+		__atomic_store_n(&accept_dontwait, res == -EBADF, __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&probed, true, __ATOMIC_RELEASE);
 }

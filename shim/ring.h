@@ -191,7 +191,7 @@ bool rs_ring_sqpoll_active(void);
 
 /* Kernel capabilities found when the first ring was made. */
 bool rs_ring_op_supported(int opcode);
-extern bool rs_ring_accept_dontwait;
+bool rs_ring_accept_dontwait(void);
 
 /* Batch mode, a thread without a ring of its own (RINGSHIM_MAX_RINGS
  * reached, or its ring could not be made) calling on an fd the shim holds
