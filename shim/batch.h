@@ -128,6 +128,9 @@ struct rs_fdb {
 	/* A receive was armed once: the stash (bytes, EOF, error) comes
 	 * before the socket for every later read, FDB_RX or not. */
 	bool rx_used;
+	/* FDB_RX, for b_read's look without b->lock (atomic; only ever
+	 * cleared after attach, by rs_fdb_rx_off). */
+	bool rx_allowed;
 	/* rx_ring's SQ tail just past the receive's SQE: until the SQ head
 	 * reaches it the kernel has not seen the receive (armed again by a
 	 * reap, not yet submitted), and the socket may hold bytes. */
@@ -156,6 +159,13 @@ struct rs_fdb *rs_fdb_get(int fd);
 struct rs_fdb *rs_fdb_attach(int fd, uint32_t st);
 void rs_fdb_ref(struct rs_fdb *b);
 void rs_fdb_unref(struct rs_fdb *b);
+/* Receiving ahead is off for good (b->lock held). */
+static inline void rs_fdb_rx_off(struct rs_fdb *b)
+{
+	b->flags &= ~FDB_RX;
+	__atomic_store_n(&b->rx_allowed, false, __ATOMIC_RELEASE);
+}
+
 /* Recompute b->ready and notify epoll items of an edge; b->lock held. */
 void rs_fdb_update_ready(struct rs_fdb *b, bool edge);
 /* The same with the wake-up's key, as the socket's wait queue is woken:

@@ -816,7 +816,7 @@ void rs_epoll_demote_fd(int epfd)
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
-		b->flags &= ~FDB_RX;
+		rs_fdb_rx_off(b);
 		pthread_mutex_unlock(&b->lock);
 		rs_epoll_items_to_kernel(b);
 		rs_fdb_unref(b);

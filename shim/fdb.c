@@ -130,6 +130,7 @@ static struct rs_fdb *attach_new(int fd, struct rs_fd *e, uint32_t flags, unsign
 	b->fd = fd;
 	b->gen = __atomic_load_n(&e->gen, __ATOMIC_ACQUIRE);
 	b->flags = flags;
+	b->rx_allowed = flags & FDB_RX;
 	b->refs = 1;
 	b->nums = 1;
 	b->sock_ino = ino;
@@ -509,24 +510,28 @@ static bool has_pending(struct rs_fdb *b, void *arg)
 	return (b->wq.bytes || b->send_busy) && !b->sk_err && !(b->flags & FDB_RESET);
 }
 
-/* A MSG_DONTWAIT send in flight on ring arg: its completion, reaped on that
- * ring, prepares what follows it. */
-static bool dontwait_send_on(struct rs_fdb *b, void *arg)
+/* Sends made on ring arg, maybe: without b->lock (all_lock is held) only
+ * send_ring, written atomically, is looked at; the rest under b->lock. */
+static bool sent_on(struct rs_fdb *b, void *arg)
 {
-	return __atomic_load_n(&b->send_busy, __ATOMIC_RELAXED) && !b->send_blocked &&
-	       b->send_ring == arg;
+	return __atomic_load_n(&b->send_ring, __ATOMIC_RELAXED) == arg;
 }
 
 void rs_batch_settle_sends(struct rs_ring *r)
 {
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct rs_fdb *list[64];
+	struct rs_fdb *list[256];
 	for (;;) {
-		int n = snapshot(list, 64, dontwait_send_on, r);
-		for (int i = 0; i < n; i++)
-			rs_fdb_unref(list[i]);
-		if (!n)
+		int n = snapshot(list, 256, sent_on, r), waiting = 0;
+		for (int i = 0; i < n; i++) {
+			struct rs_fdb *b = list[i];
+			pthread_mutex_lock(&b->lock);
+			waiting += b->send_busy && !b->send_blocked && b->send_ring == r;
+			pthread_mutex_unlock(&b->lock);
+			rs_fdb_unref(b);
+		}
+		if (!waiting)
 			return;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >
@@ -825,7 +830,8 @@ static void stash_to_shared(struct rs_fdb *b)
  * is still read or accepted first. */
 static void stop_ahead(struct rs_fdb *b, bool was_ahead)
 {
-	b->flags &= ~(FDB_RX | FDB_LISTEN);
+	b->flags &= ~FDB_LISTEN;
+	rs_fdb_rx_off(b);
 	rs_fdb_update_ready(b, false);
 	pthread_mutex_unlock(&b->lock);
 	if (was_ahead)
@@ -948,7 +954,7 @@ void rs_batch_no_receive_ahead(int fd)
 	rs_ring_lock(r);
 	rs_rx_disarm(r, b);
 	pthread_mutex_lock(&b->lock);
-	b->flags &= ~FDB_RX; /* what the stash holds is still read first */
+	rs_fdb_rx_off(b); /* what the stash holds is still read first */
 	pthread_mutex_unlock(&b->lock);
 	rs_ring_unlock(r);
 	rs_epoll_items_to_kernel(b);

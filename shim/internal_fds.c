@@ -162,15 +162,23 @@ void rs_internal_fd_add(int fd, rs_fd_moved_fn moved, void *owner)
 	pthread_mutex_unlock(&lock);
 }
 
+/* The low number a new ring (or internal fd) came with. */
+#define CLOSE_FRESH(fd)                                                         \
+	do {                                                                    \
+		RS_FRESH_FD_BEGIN();                                            \
+		RS_REAL(close)(fd);                                             \
+		RS_FRESH_FD_END();                                              \
+	} while (0)
+
 int rs_internal_fd_move_high(int fd, rs_fd_moved_fn moved, void *owner)
 {
 	int saved = errno;
 	int nfd = dup_high(fd);
 	if (nfd > fd) {
-		RS_REAL(close)(fd);
+		CLOSE_FRESH(fd);
 	} else {
 		if (nfd >= 0)
-			RS_REAL(close)(nfd);
+			CLOSE_FRESH(nfd);
 		nfd = fd;
 	}
 	rs_internal_fd_add(nfd, moved, owner);

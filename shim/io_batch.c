@@ -612,7 +612,7 @@ static bool stash_applies(struct rs_fdb *b, int flags)
 {
 	if (!b || (flags & (MSG_OOB | MSG_ERRQUEUE)))
 		return false;
-	return (__atomic_load_n(&b->flags, __ATOMIC_ACQUIRE) & FDB_RX) ||
+	return __atomic_load_n(&b->rx_allowed, __ATOMIC_ACQUIRE) ||
 	       __atomic_load_n(&b->rx_used, __ATOMIC_ACQUIRE);
 }
 static ssize_t b_read(struct rs_call *c, void *buf, size_t len)

@@ -984,8 +984,10 @@ static int s_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 		return fd;
 	if (fd < 0 || fd > hold) {
 		if (fd >= 0) {
+			RS_FRESH_FD_BEGIN(); /* fd came from the ring */
 			RS_REAL(dup3)(fd, hold, (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
 			RS_REAL(close)(fd);
+			RS_FRESH_FD_END();
 			return hold;
 		}
 		RS_REAL(close)(hold);

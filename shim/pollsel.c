@@ -22,8 +22,11 @@
 
 static bool holds_state(struct rs_fdb *b)
 {
-	return rs_rx_active(b) || rs_acq_active(b) || b->wq.bytes >= rs_cfg.wb_fd_max ||
-	       b->pollout_armed || b->send_blocked || b->sk_err;
+	pthread_mutex_lock(&b->lock); /* its completions run on other threads */
+	bool holds = rs_rx_active(b) || rs_acq_active(b) || b->wq.bytes >= rs_cfg.wb_fd_max ||
+		     b->pollout_armed || b->send_blocked || b->sk_err;
+	pthread_mutex_unlock(&b->lock);
+	return holds;
 }
 
 /* What the shim says about b for a pollfd asking `events`. */
@@ -142,7 +145,13 @@ int rs_poll(struct pollfd *ufds, nfds_t n, const struct timespec *timeout, const
 		}
 		count += p.revents != 0;
 		/* Back to receiving ahead for fds an epoll set watches. */
-		if (b && b->items && r) {
+		bool watched = false;
+		if (b && r) {
+			pthread_mutex_lock(&b->lock); /* epoll_ctl in another thread */
+			watched = b->items != NULL;
+			pthread_mutex_unlock(&b->lock);
+		}
+		if (watched) {
 			rs_ring_lock(r);
 			pthread_mutex_lock(&b->lock);
 			b->flags &= ~FDB_NO_REARM;

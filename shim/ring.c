@@ -85,6 +85,8 @@ static unsigned flush_sq_upto(struct rs_ring *r, unsigned upto)
 	struct io_uring_sq *sq = &r->uring.sq;
 	if (sq->sqe_head != upto) {
 		sq->sqe_head = upto;
+		if (upto == sq->sqe_tail)
+			__atomic_store_n(&r->pending_since_ns, 0, __ATOMIC_RELAXED);
 		io_uring_smp_store_release(sq->ktail, upto);
 		r->submit_epoch++;
 	}
@@ -217,7 +219,7 @@ unsigned rs_ring_reap(struct rs_ring *r)
 struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 {
 	if (r->uring.sq.sqe_tail == r->uring.sq.sqe_head)
-		r->pending_since_ns = now_ns();
+		__atomic_store_n(&r->pending_since_ns, now_ns(), __ATOMIC_RELAXED);
 	struct io_uring_sqe *sqe = rs_fault(RS_FAULT_sqfull) ? NULL : io_uring_get_sqe(&r->uring);
 	if (likely(sqe))
 		return sqe;
@@ -250,9 +252,10 @@ struct io_uring_sqe *rs_ring_sqe(struct rs_ring *r)
 
 void rs_ring_flush_if_old(struct rs_ring *r)
 {
-	if (r->uring.sq.sqe_tail == r->uring.sq.sqe_head)
-		return;
-	if (now_ns() - r->pending_since_ns < (uint64_t)rs_cfg.flush_us * 1000)
+	/* Looked at without the lock (the ring may be lent to other threads,
+	 * which prepare SQEs under it): only this word, which is atomic. */
+	uint64_t since = __atomic_load_n(&r->pending_since_ns, __ATOMIC_RELAXED);
+	if (!since || now_ns() - since < (uint64_t)rs_cfg.flush_us * 1000)
 		return;
 	rs_ring_lock(r);
 	if (r->uring.sq.sqe_tail != r->uring.sq.sqe_head)
@@ -394,7 +397,11 @@ static void tsan_symbolizer_warm_up(void)
 	if (__atomic_exchange_n(&done, true, __ATOMIC_ACQ_REL))
 		return;
 	char out[128];
+	/* Its close() runs ours, whose accesses TSan must not check here
+	 * either (it ignores the locking around them while symbolizing). */
+	RS_FRESH_FD_BEGIN();
 	__sanitizer_symbolize_pc(__builtin_return_address(0), "%p %F %L", out, sizeof(out));
+	RS_FRESH_FD_END();
 }
 
 static void tsan_new_ring_memory(struct io_uring *u)

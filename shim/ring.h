@@ -39,7 +39,7 @@ struct rs_ring {
 	 * prepared in the current epoch may still be changed. */
 	unsigned submit_epoch;
 	bool reaping;
-	uint64_t pending_since_ns; /* first SQE prepared since the last flush */
+	uint64_t pending_since_ns; /* first SQE prepared since the last flush, 0: none; atomic */
 	bool files_registered; /* sparse direct-descriptor table (accept queue) */
 	bool sqpoll;	       /* a kernel thread submits: no enter to submit */
 	unsigned sq_group;     /* which SQ thread (rings sharing one: same) */
