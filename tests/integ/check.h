@@ -111,23 +111,35 @@ static inline void t_die(const char *what)
 /* State letter of /proc/PID/task/TID/stat (TID 0: the process's main
  * thread), or 0 if it cannot be read. Uses raw read() on a /proc file, which
  * every libc and the shim pass straight through. */
-static inline char t_task_state(pid_t pid, pid_t tid)
+static inline int t_task_stat_open(pid_t pid, pid_t tid)
 {
-	char path[64], buf[512];
+	char path[64];
 	if (tid > 0)
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
 	else
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static inline char t_task_state_of(int fd)
+{
+	char buf[512];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
 	char *p = strrchr(buf, ')');
 	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static inline char t_task_state(pid_t pid, pid_t tid)
+{
+	int fd = t_task_stat_open(pid, tid);
+	if (fd < 0)
+		return 0;
+	char s = t_task_state_of(fd);
+	close(fd);
+	return s;
 }
 
 static inline void t_sleep_ms(long ms)
@@ -142,14 +154,28 @@ static inline void t_sleep_ms(long ms)
  * passing through a short sleep on the way. Gives up after ~20 s (the test
  * then fails visibly rather than hanging). Only the caller's timing
  * depends on this, never the transcript. */
+/* The stat file is opened once, and kept at a high number: a number taken
+ * and given back on every look would race with the watched thread's own
+ * (a blocking accept takes the lowest free number before it sleeps). */
 static inline void t_wait_blocked_task(pid_t pid, pid_t tid)
 {
+	t_sleep_ms(20);
+	int fd = t_task_stat_open(pid, tid);
+	if (fd >= 0) {
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+		if (high >= 0) {
+			close(fd);
+			fd = high;
+		}
+	}
 	int in_a_row = 0;
-	for (int i = 0; i < 2000 && in_a_row < 5; i++) {
-		char s = t_task_state(pid, tid);
+	for (int i = 0; fd >= 0 && i < 2000 && in_a_row < 5; i++) {
+		char s = t_task_state_of(fd);
 		in_a_row = s == 'S' ? in_a_row + 1 : 0;
 		t_sleep_ms(10);
 	}
+	if (fd >= 0)
+		close(fd);
 	t_sleep_ms(20);
 }
 
