@@ -507,7 +507,14 @@ static int snapshot(struct rs_fdb **out, int max, bool (*want)(struct rs_fdb *, 
 static bool has_pending(struct rs_fdb *b, void *arg)
 {
 	(void)arg;
-	return (b->wq.bytes || b->send_busy) && !b->sk_err && !(b->flags & FDB_RESET);
+	/* all_lock is held, and fd locks are taken before it elsewhere: only
+	 * a free b->lock. A busy fd counts as pending; its drain looks again
+	 * under the lock. */
+	if (pthread_mutex_trylock(&b->lock))
+		return true;
+	bool pending = (b->wq.bytes || b->send_busy) && !b->sk_err && !(b->flags & FDB_RESET);
+	pthread_mutex_unlock(&b->lock);
+	return pending;
 }
 
 /* Sends made on ring arg, maybe: without b->lock (all_lock is held) only
