@@ -229,6 +229,13 @@ size_t rs_wb_pending_total(void);
 /* Forget b's queued bytes, and count them out of the process's total
  * (b->lock held, or b unreachable; no send in flight). */
 void rs_wb_drop_queue(struct rs_fdb *b);
+/* Under SQPOLL, before the thread sleeps outside the shim (r->lock held):
+ * a MSG_DONTWAIT send completes after the call that queued it returned, and
+ * only reaping its completion on r prepares the rest of the queue (or the
+ * MSG_WAITALL send that waits for room, which then runs on its own). Reap
+ * until no such send is left on r, for at most RS_SETTLE_MS. */
+#define RS_SETTLE_MS 100
+void rs_wb_settle(struct rs_ring *r);
 
 /* Receive (rx.c). */
 void rs_rx_arm(struct rs_ring *r, struct rs_fdb *b);
@@ -253,13 +260,6 @@ void rs_batch_no_receive_ahead(int fd);
  * thread exits); forget the parent's ops in a fork child. */
 void rs_batch_init(void);
 void rs_batch_flush_all(bool wait);
-/* Under SQPOLL, before the thread sleeps outside the shim (r->lock held):
- * a MSG_DONTWAIT send completes after the call that queued it returned, and
- * only reaping its completion on r prepares the rest of the queue (or the
- * MSG_WAITALL send that waits for room, which then runs on its own). Reap
- * until no such send is left on r, for at most RS_SETTLE_MS. */
-#define RS_SETTLE_MS 100
-void rs_batch_settle_sends(struct rs_ring *r);
 /* A unix stream socket is about to shut its reading side: queued bytes
  * go into the kernel first, even past a full socket (fdb.c). */
 void rs_batch_before_shut_rd(void);

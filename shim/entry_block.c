@@ -32,7 +32,7 @@ static void flush_before_sleep(void)
 		rs_ring_reap(r);
 	}
 	if (r->sqpoll)
-		rs_batch_settle_sends(r);
+		rs_wb_settle(r);
 	rs_ring_unlock(r);
 	errno = saved;
 }

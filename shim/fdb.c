@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "batch.h"
 #include "config.h"
@@ -515,44 +514,6 @@ static bool has_pending(struct rs_fdb *b, void *arg)
 	bool pending = (b->wq.bytes || b->send_busy) && !b->sk_err && !(b->flags & FDB_RESET);
 	pthread_mutex_unlock(&b->lock);
 	return pending;
-}
-
-/* Sends made on ring arg, maybe: without b->lock (all_lock is held) only
- * send_ring, written atomically, is looked at; the rest under b->lock. */
-static bool sent_on(struct rs_fdb *b, void *arg)
-{
-	return __atomic_load_n(&b->send_ring, __ATOMIC_RELAXED) == arg;
-}
-
-void rs_batch_settle_sends(struct rs_ring *r)
-{
-	struct timespec t0, now;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct rs_fdb *list[256];
-	for (;;) {
-		int n = snapshot(list, 256, sent_on, r), waiting = 0;
-		for (int i = 0; i < n; i++) {
-			struct rs_fdb *b = list[i];
-			pthread_mutex_lock(&b->lock);
-			waiting += b->send_busy && !b->send_blocked && b->send_ring == r;
-			pthread_mutex_unlock(&b->lock);
-			rs_fdb_unref(b);
-		}
-		if (!waiting)
-			return;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >
-		    RS_SETTLE_MS) {
-			rs_log_once(21, RS_LOG_INFO,
-				    "a write-behind send took over %d ms under SQPOLL; bytes queued "
-				    "behind it wait for the thread's next call",
-				    RS_SETTLE_MS);
-			return;
-		}
-		struct __kernel_timespec ts = { 0, 1000000 };
-		rs_ring_wait_any(r, &ts, NULL);
-		rs_ring_reap(r);
-	}
 }
 
 void rs_batch_flush_all(bool wait)

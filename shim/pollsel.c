@@ -20,11 +20,17 @@
 
 #define CHUNK 64
 
+/* b->lock held: its completions run on other threads. */
+static bool holds_state_locked(struct rs_fdb *b)
+{
+	return rs_rx_active(b) || rs_acq_active(b) || b->wq.bytes >= rs_cfg.wb_fd_max ||
+	       b->pollout_armed || b->send_blocked || b->sk_err;
+}
+
 static bool holds_state(struct rs_fdb *b)
 {
-	pthread_mutex_lock(&b->lock); /* its completions run on other threads */
-	bool holds = rs_rx_active(b) || rs_acq_active(b) || b->wq.bytes >= rs_cfg.wb_fd_max ||
-		     b->pollout_armed || b->send_blocked || b->sk_err;
+	pthread_mutex_lock(&b->lock);
+	bool holds = holds_state_locked(b);
 	pthread_mutex_unlock(&b->lock);
 	return holds;
 }
@@ -137,7 +143,14 @@ int rs_poll(struct pollfd *ufds, nfds_t n, const struct timespec *timeout, const
 		if (rs_safe_copy(&p, &ufds[i], sizeof(p)))
 			return -EFAULT;
 		struct rs_fdb *b = p.fd >= 0 ? rs_fdb_get(p.fd) : NULL;
-		if (b && holds_state(b)) {
+		bool holds = false, watched = false; /* epoll_ctl in another thread */
+		if (b) {
+			pthread_mutex_lock(&b->lock);
+			holds = holds_state_locked(b);
+			watched = r && b->items;
+			pthread_mutex_unlock(&b->lock);
+		}
+		if (holds) {
 			short keep = (short)(p.revents & (POLLPRI | POLLNVAL));
 			p.revents = (short)(keep | shim_revents(b, p.events));
 			if (rs_safe_copy(&ufds[i], &p, sizeof(p)))
@@ -145,12 +158,6 @@ int rs_poll(struct pollfd *ufds, nfds_t n, const struct timespec *timeout, const
 		}
 		count += p.revents != 0;
 		/* Back to receiving ahead for fds an epoll set watches. */
-		bool watched = false;
-		if (b && r) {
-			pthread_mutex_lock(&b->lock); /* epoll_ctl in another thread */
-			watched = b->items != NULL;
-			pthread_mutex_unlock(&b->lock);
-		}
 		if (watched) {
 			rs_ring_lock(r);
 			pthread_mutex_lock(&b->lock);

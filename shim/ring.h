@@ -39,6 +39,9 @@ struct rs_ring {
 	 * prepared in the current epoch may still be changed. */
 	unsigned submit_epoch;
 	bool reaping;
+	/* Write-behind sends with MSG_DONTWAIT in flight here (under lock):
+	 * what a thread must reap before it sleeps under SQPOLL (wb.c). */
+	unsigned wb_dontwait_sends;
 	uint64_t pending_since_ns; /* first SQE prepared since the last flush, 0: none; atomic */
 	bool files_registered; /* sparse direct-descriptor table (accept queue) */
 	bool sqpoll;	       /* a kernel thread submits: no enter to submit */

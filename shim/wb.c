@@ -327,6 +327,7 @@ static void prep_send_mode(struct rs_ring *r, struct rs_fdb *b, bool wait_room)
 	rs_ring_slot_set(&b->send_ring, r);
 	b->send_busy = true;
 	b->send_blocked = wait_room;
+	r->wb_dontwait_sends += !wait_room;
 	rs_fdb_ref(b);
 }
 
@@ -373,6 +374,7 @@ static void send_done(struct rs_op *op, int res, uint32_t cflags)
 	bool cancelled = b->send_cancel_sent;
 	if (res == -ECANCELED && !cancelled)
 		res = -EAGAIN;
+	r->wb_dontwait_sends -= !b->send_blocked;
 	b->send_busy = false;
 	b->send_sqe = NULL;
 	b->send_blocked = false;
@@ -538,6 +540,26 @@ out:
 		rs_ring_reap(r);
 	}
 	return ret;
+}
+
+void rs_wb_settle(struct rs_ring *r)
+{
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (r->wb_dontwait_sends) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >
+		    RS_SETTLE_MS) {
+			rs_log_once(21, RS_LOG_INFO,
+				    "a write-behind send took over %d ms under SQPOLL; bytes queued "
+				    "behind it wait for the thread's next call",
+				    RS_SETTLE_MS);
+			return;
+		}
+		struct __kernel_timespec ts = { 0, 1000000 };
+		rs_ring_wait_any(r, &ts, NULL);
+		rs_ring_reap(r);
+	}
 }
 
 int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible)
