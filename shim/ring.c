@@ -133,6 +133,40 @@ static bool busy_poll(struct rs_ring *r, unsigned want)
 	return false;
 }
 
+/* Under SQPOLL: publish the SQ and spin until the SQ thread has taken
+ * every SQE before number `seq` (the SQ tail just past the last one of
+ * interest). The kernel posts the completions of ops that finished inline
+ * before it moves the SQ head, so once this returns true those CQEs are in
+ * the CQ. False, without entering the kernel, where the thread is asleep,
+ * the CQ has overflowed (completions wait in the kernel), a signal came,
+ * or it took longer than `budget_us`. */
+bool rs_ring_sqpoll_take(struct rs_ring *r, unsigned seq, unsigned budget_us)
+{
+	if (!r->sqpoll)
+		return false;
+	flush_sq(r);
+	unsigned long delivered = rs_sig.delivered;
+	uint64_t until = 0;
+	for (unsigned spins = 0;; spins++) {
+		if ((int)(io_uring_smp_load_acquire(r->uring.sq.khead) - seq) >= 0)
+			return true;
+		unsigned sqf = IO_URING_READ_ONCE(*r->uring.sq.kflags);
+		if ((sqf & (IORING_SQ_NEED_WAKEUP | IORING_SQ_CQ_OVERFLOW)) ||
+		    rs_sig.delivered != delivered)
+			return false;
+		/* The clock only every 64 turns: reading it costs more than
+		 * the SQ thread usually takes. */
+		if (!(spins & 63)) {
+			uint64_t now = now_ns();
+			if (!until)
+				until = now + (uint64_t)budget_us * 1000;
+			else if (now >= until)
+				return false;
+		}
+		__builtin_ia32_pause();
+	}
+}
+
 static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_complete,
 		      const struct __kernel_timespec *ts, const sigset_t *mask)
 {

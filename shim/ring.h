@@ -191,6 +191,7 @@ unsigned rs_ring_reap(struct rs_ring *r);
 
 /* SQPOLL was asked for and this process got it. */
 bool rs_ring_sqpoll_active(void);
+bool rs_ring_sqpoll_take(struct rs_ring *r, unsigned seq, unsigned budget_us);
 
 /* Kernel capabilities found when the first ring was made. */
 bool rs_ring_op_supported(int opcode);

@@ -32,7 +32,8 @@
 	X(sigpipe_raised) X(fd_classified) X(enobufs_rearms)                   \
 	X(deferred_errors) X(wb_bytes) X(stash_bytes_in) X(accept_queued)      \
 	X(sqe_per_enter_1) X(sqe_per_enter_2_3) X(sqe_per_enter_4_7)           \
-	X(sqe_per_enter_8_15) X(sqe_per_enter_16_31) X(sqe_per_enter_32_up)
+	X(sqe_per_enter_8_15) X(sqe_per_enter_16_31) X(sqe_per_enter_32_up)     \
+	X(state_probes) X(state_polls)
 
 enum rs_counter {
 #define RS_C_CALL(n) RS_C_call_##n,

@@ -16,6 +16,7 @@
 #define RS_TEST_CHECK_H
 
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -99,6 +100,29 @@ static inline void t_die(const char *what)
 {
 	fprintf(stderr, "test setup failed: %s: %s\n", what, strerror(errno));
 	exit(99);
+}
+
+/* Under SQPOLL (RINGSHIM_SQPOLL=1 and no RINGSHIM_SQPOLL_CPU yet), run this
+ * program again pinned to CPU `cpu`, with the SQ thread on `sq_cpu`: the
+ * same CPU to make it wait for the program, another to let it keep up.
+ * Returns where that does not apply (no SQPOLL, too few CPUs). */
+static inline void t_sqpoll_pin(char **argv, int cpu, int sq_cpu)
+{
+	const char *sq = getenv("RINGSHIM_SQPOLL");
+	if (!sq || strcmp(sq, "1") || getenv("RINGSHIM_SQPOLL_CPU"))
+		return;
+	if (sysconf(_SC_NPROCESSORS_ONLN) <= (cpu > sq_cpu ? cpu : sq_cpu))
+		return;
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), &one))
+		return;
+	char v[16];
+	snprintf(v, sizeof(v), "%d", sq_cpu);
+	setenv("RINGSHIM_SQPOLL_CPU", v, 1);
+	execv("/proc/self/exe", argv);
+	t_die("re-exec");
 }
 
 /* ---- helpers for tests that need another process or thread to act while

@@ -169,28 +169,14 @@ static void *filler(void *arg)
 	return NULL;
 }
 
-/* Under SQPOLL, "a thread fills the socket, then sleeps" fails only if the
- * SQ thread finishes the filler's last send after the filler went to sleep.
- * On one CPU shared with the SQ thread that is what happens every time. */
-static void share_cpu_with_sq_thread(char **argv)
-{
-	const char *sq = getenv("RINGSHIM_SQPOLL");
-	if (!sq || strcmp(sq, "1") || getenv("RINGSHIM_SQPOLL_CPU"))
-		return;
-	cpu_set_t one;
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	if (sched_setaffinity(0, sizeof(one), &one))
-		return;
-	setenv("RINGSHIM_SQPOLL_CPU", "0", 1);
-	execv("/proc/self/exe", argv);
-	t_die("re-exec");
-}
-
 int main(int argc, char **argv)
 {
 	(void)argc;
-	share_cpu_with_sq_thread(argv);
+	/* Under SQPOLL, "a thread fills the socket, then sleeps" fails only
+	 * if the SQ thread finishes the filler's last send after the filler
+	 * went to sleep. On one CPU shared with the SQ thread that is what
+	 * happens every time. */
+	t_sqpoll_pin(argv, 0, 0);
 	alarm(90);
 	struct sigaction sa = { .sa_handler = on_pipe };
 	sigemptyset(&sa.sa_mask);
