@@ -114,9 +114,6 @@ struct rs_fdb {
 	 * taken the watch once the SQ head reaches it. */
 	unsigned watch_seq;
 	struct rs_op watch_op;
-	/* Under SQPOLL, the check a write makes in the watch's place (wb.c
-	 * sqpoll_state_check): a poll taken and removed by the SQ thread. */
-	struct rs_op probe_op;
 	/* The socket's pending error (sk_err), from a queued send or the
 	 * receive: reported once, by the next read, write or SO_ERROR. */
 	int sk_err;

@@ -134,16 +134,13 @@ static bool busy_poll(struct rs_ring *r, unsigned want)
 }
 
 /* Under SQPOLL: publish the SQ and spin until the SQ thread has taken
- * every SQE before number `seq` (the SQ tail just past the last one of
- * interest). The kernel posts the completions of ops that finished inline
- * before it moves the SQ head, so once this returns true those CQEs are in
- * the CQ. False, without entering the kernel, where the thread is asleep,
- * the CQ has overflowed (completions wait in the kernel), a signal came,
- * or it took longer than `budget_us`. */
-bool rs_ring_sqpoll_take(struct rs_ring *r, unsigned seq, unsigned budget_us)
+ * every SQE before number `seq`. The kernel posts the completions of ops
+ * that finished inline before it moves the SQ head, so once this returns
+ * true those CQEs are in the CQ. False, without entering the kernel, where
+ * the thread is asleep, the CQ has overflowed (completions wait in the
+ * kernel), a signal came, or it took longer than `budget_us`. */
+static bool sqpoll_take(struct rs_ring *r, unsigned seq, unsigned budget_us)
 {
-	if (!r->sqpoll)
-		return false;
 	flush_sq(r);
 	unsigned long delivered = rs_sig.delivered;
 	uint64_t until = 0;
@@ -165,6 +162,47 @@ bool rs_ring_sqpoll_take(struct rs_ring *r, unsigned seq, unsigned budget_us)
 		}
 		__builtin_ia32_pause();
 	}
+}
+
+/* Which of `events` fd has now, asked of the SQ thread instead of poll():
+ * a one-shot poll followed by its removal, taken by the SQ thread in one
+ * go. A poll whose events are already there completes inline, at
+ * submission, before the SQ head moves; so once the head is past it, no
+ * CQE means none of the events was there when the SQ thread looked, which
+ * was after this call began. The removal (or a wake-up racing it) ends the
+ * poll later; its slot is free again when that CQE is reaped. Returns the
+ * events (> 0), 0 for none, -1 where the thread cannot answer within
+ * `budget_us` (asleep, busy elsewhere, no free slot). r->lock held. */
+int rs_ring_sqpoll_probe(struct rs_ring *r, int fd, unsigned events, unsigned budget_us)
+{
+	if (!r->sqpoll || io_uring_sq_space_left(&r->uring) < 2)
+		return -1;
+	unsigned n = sizeof(r->probes) / sizeof(r->probes[0]), i = 0;
+	while (i < n && r->probe_out[i] && !__atomic_load_n(&r->probes[i].done, __ATOMIC_ACQUIRE))
+		i++;
+	if (i == n)
+		return -1;
+	struct rs_op *op = &r->probes[i];
+	struct io_uring_sqe *poll = rs_ring_sqe(r), *remove = poll ? rs_ring_sqe(r) : NULL;
+	if (!remove) {
+		if (poll) /* not after the space check; a NOP keeps the SQ sane */
+			io_uring_prep_nop(poll);
+		return -1;
+	}
+	op->complete = NULL;
+	op->res = 0;
+	__atomic_store_n(&op->done, false, __ATOMIC_RELAXED);
+	r->probe_out[i] = true;
+	io_uring_prep_poll_add(poll, fd, events);
+	poll->user_data = (uint64_t)(uintptr_t)op;
+	io_uring_prep_poll_remove(remove, (uint64_t)(uintptr_t)op);
+	remove->user_data = 0;
+	if (!sqpoll_take(r, r->uring.sq.sqe_tail - 1, budget_us))
+		return -1;
+	rs_ring_reap(r);
+	if (__atomic_load_n(&op->done, __ATOMIC_ACQUIRE) && op->res > 0)
+		return (int)((unsigned)op->res & events);
+	return 0;
 }
 
 static int ring_enter(struct rs_ring *r, unsigned to_submit, unsigned min_complete,

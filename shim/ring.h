@@ -60,6 +60,10 @@ struct rs_ring {
 	bool dead; /* its thread has exited; destroyed at the last put */
 	uint64_t id; /* new for each thread that gets it; never 0 */
 	struct rs_ring_batch *batch; /* provided buffers etc. (batch mode) */
+	/* Under SQPOLL, the polls rs_ring_sqpoll_probe asks the SQ thread
+	 * for; one is free again once its CQE is in (done) or was never used. */
+	struct rs_op probes[4];
+	bool probe_out[4];
 };
 
 /* Ring lifetime. Whoever takes a ring's pointer from shared state (an
@@ -191,7 +195,7 @@ unsigned rs_ring_reap(struct rs_ring *r);
 
 /* SQPOLL was asked for and this process got it. */
 bool rs_ring_sqpoll_active(void);
-bool rs_ring_sqpoll_take(struct rs_ring *r, unsigned seq, unsigned budget_us);
+int rs_ring_sqpoll_probe(struct rs_ring *r, int fd, unsigned events, unsigned budget_us);
 
 /* Kernel capabilities found when the first ring was made. */
 bool rs_ring_op_supported(int opcode);

@@ -101,62 +101,9 @@ static bool watch_arm(struct rs_ring *r, struct rs_fdb *b)
  * pay nothing. Without SQPOLL the wake-up sets IORING_SQ_TASKRUN at once
  * (rs_ring_has_news), and the poke that arms the watch runs it inline.
  *
- * Asking costs no system call while the SQ thread is awake: a one-shot poll
- * for ERR|HUP|RDHUP followed by its removal, both taken by the SQ thread
- * in one go. A poll whose events are already there completes inline, at
- * submission, and the kernel posts that CQE before it moves the SQ head;
- * so once the head is past the probe, no CQE means the socket was clean
- * when the SQ thread looked, which was after this write began: the answer
- * poll() would have given at that moment. The probe's removal (or a wake-up
- * racing it, for a state that came after the write began) ends it later;
- * either way probe_done sees it. Where the SQ thread sleeps or is slow to
- * come (RINGSHIM_BUSY_POLL_US, or 10 µs), one poll() with a zero timeout
- * answers instead. */
-static void probe_done(struct rs_op *op, int res, uint32_t cflags)
-{
-	(void)cflags;
-	struct rs_fdb *b = container_of(op, struct rs_fdb, probe_op);
-	if (res > 0 && (res & (POLLERR | POLLHUP | POLLRDHUP))) {
-		pthread_mutex_lock(&b->lock);
-		b->flags |= FDB_WRITE_DIRECT; /* what the watch does when it fires */
-		pthread_mutex_unlock(&b->lock);
-	}
-	rs_fdb_unref(b);
-}
-
-#define PROBE_EVENTS (POLLERR | POLLHUP | POLLRDHUP)
-
-/* 1: the socket has an error, hang-up or FIN; 0: it has none; -1: the SQ
- * thread did not answer in time. r->lock held, b->lock not. */
-static int sqpoll_probe(struct rs_ring *r, struct rs_fdb *b, int fd)
-{
-	if (io_uring_sq_space_left(&r->uring) < 2)
-		return -1;
-	struct io_uring_sqe *probe = rs_ring_sqe(r), *remove = probe ? rs_ring_sqe(r) : NULL;
-	if (!remove) {
-		if (probe) /* cannot happen after the space check; be safe */
-			io_uring_prep_nop(probe);
-		return -1;
-	}
-	io_uring_prep_poll_add(probe, fd, PROBE_EVENTS);
-	probe->user_data = (uint64_t)(uintptr_t)&b->probe_op;
-	b->probe_op.complete = probe_done;
-	rs_fdb_ref(b);
-	io_uring_prep_poll_remove(remove, (uint64_t)(uintptr_t)&b->probe_op);
-	remove->user_data = 0;
-	unsigned past_probe = r->uring.sq.sqe_tail - 1;
-	unsigned budget = rs_cfg.busy_poll_us ? rs_cfg.busy_poll_us : 10;
-	if (!rs_ring_sqpoll_take(r, past_probe, budget))
-		return -1;
-	rs_count(RS_C_state_probes);
-	rs_ring_reap(r);
-	pthread_mutex_lock(&b->lock);
-	bool direct = b->flags & FDB_WRITE_DIRECT;
-	pthread_mutex_unlock(&b->lock);
-	return direct;
-}
-
-/* r->lock held, b->lock not. */
+ * The SQ thread answers while it is awake (rs_ring_sqpoll_probe: no system
+ * call); where it sleeps or does not come within RINGSHIM_BUSY_POLL_US (or
+ * 10 µs), one poll() with a zero timeout does. r->lock held, b->lock not. */
 static bool sqpoll_state_check(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
@@ -172,12 +119,17 @@ static bool sqpoll_state_check(struct rs_ring *r, struct rs_fdb *b)
 	pthread_mutex_unlock(&b->lock);
 	if (!ask)
 		return false;
-	int probed = sqpoll_probe(r, b, fd);
-	if (probed >= 0)
-		return probed;
-	rs_count(RS_C_state_polls);
-	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
-	if (RS_REAL(poll)(&pfd, 1, 0) != 1 || !(pfd.revents & PROBE_EVENTS))
+	const unsigned events = POLLERR | POLLHUP | POLLRDHUP;
+	int found = rs_ring_sqpoll_probe(r, fd, events,
+					 rs_cfg.busy_poll_us ? rs_cfg.busy_poll_us : 10);
+	if (found >= 0) {
+		rs_count(RS_C_state_probes);
+	} else {
+		rs_count(RS_C_state_polls);
+		struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+		found = RS_REAL(poll)(&pfd, 1, 0) == 1 ? pfd.revents & (short)events : 0;
+	}
+	if (!found)
 		return false;
 	pthread_mutex_lock(&b->lock);
 	b->flags |= FDB_WRITE_DIRECT; /* what the watch does when it fires */
