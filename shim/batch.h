@@ -193,6 +193,8 @@ int rs_wb_drain(struct rs_ring *r, struct rs_fdb *b, bool interruptible);
 int rs_wb_drain_bounded(struct rs_ring *r, struct rs_fdb *b);
 /* Hand b's queue to the kernel now (r->lock held); true if bytes remain
  * because the socket is full. */
+/* Prepare a send for b's queue unless one is out (r->lock held). */
+void rs_wb_prep(struct rs_ring *r, struct rs_fdb *b);
 bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b);
 /* Whether a write to b must go to the kernel (after the queue) instead of
  * being queued: the socket has an error, was reset, or its peer sent a FIN
@@ -263,6 +265,8 @@ void rs_batch_flush_all(bool wait);
 /* A unix stream socket is about to shut its reading side: queued bytes
  * go into the kernel first, even past a full socket (fdb.c). */
 void rs_batch_before_shut_rd(void);
+/* close()/dup2() of fd is coming: see fdb.c. */
+void rs_batch_before_close(int fd);
 void rs_batch_ring_exit(struct rs_ring *r);
 void rs_batch_after_fork_child(void);
 /* Before fork(): stop receiving and accepting ahead on every fd (the child

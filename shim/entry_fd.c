@@ -142,8 +142,10 @@ RS_EXPORT int close(int fd)
 	}
 	/* Settle and forget first: once the number is free another thread may
 	 * get it, and its new entry must not be wiped by us. */
-	if (rs_cfg.mode == RS_MODE_BATCH)
+	if (rs_cfg.mode == RS_MODE_BATCH) {
+		rs_batch_before_close(fd);
 		rs_batch_number_closing(fd);
+	}
 	rs_fd_closed(fd);
 	if (!c.ring)
 		return RS_REAL(close)(fd);
@@ -217,8 +219,10 @@ static void before_dup_onto(int oldfd, int newfd)
 		return;
 	rs_strict_fds_closing(newfd, newfd);
 	rs_internal_fd_evict(newfd);
-	if (rs_cfg.mode == RS_MODE_BATCH)
+	if (rs_cfg.mode == RS_MODE_BATCH) {
+		rs_batch_before_close(newfd);
 		rs_batch_number_closing(newfd);
+	}
 }
 
 RS_EXPORT int dup(int oldfd)

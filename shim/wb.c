@@ -468,11 +468,18 @@ void rs_wb_kernel_full(struct rs_ring *r, struct rs_fdb *b)
 	}
 }
 
-bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)
+void rs_wb_prep(struct rs_ring *r, struct rs_fdb *b)
 {
 	pthread_mutex_lock(&b->lock);
 	if (!b->send_busy && !b->pollout_armed)
 		prep_send(r, b);
+	pthread_mutex_unlock(&b->lock);
+}
+
+bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)
+{
+	rs_wb_prep(r, b);
+	pthread_mutex_lock(&b->lock);
 	bool pending = b->wq.bytes || b->send_busy;
 	pthread_mutex_unlock(&b->lock);
 	if (pending) {
