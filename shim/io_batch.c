@@ -786,10 +786,17 @@ static int b_shutdown(struct rs_call *c, int how)
 	 * the shutdown is remembered even when nothing was written yet. */
 	if (!b && rs_kind_is_stream(RS_FD_KIND(c->st)) && (how == SHUT_WR || how == SHUT_RDWR))
 		b = rs_fdb_attach(c->fd, c->st);
-	if (!b || !(b->flags & FDB_WB) || (how != SHUT_WR && how != SHUT_RDWR))
+	if (!b || (how != SHUT_WR && how != SHUT_RDWR))
 		return rs_io_strict.shutdown(c, how);
 	pthread_mutex_lock(&b->lock);
 	bool pending = b->wq.bytes || b->send_busy;
+	/* A socket that stopped queueing (shared by a fork since) may still
+	 * have bytes queued from before: the FIN goes after them all the
+	 * same (fuzz seed 2330007875 lost them). */
+	if (!pending && !(b->flags & FDB_WB)) {
+		pthread_mutex_unlock(&b->lock);
+		return rs_io_strict.shutdown(c, how);
+	}
 	if (pending) {
 		b->flags |= FDB_SHUT_WR | FDB_SHUT_QUEUED;
 		rs_fdb_update_ready(b, true);
