@@ -666,6 +666,11 @@ void rs_batch_before_shut_rd(void)
  * they would find the socket gone (fuzz seed 2645299342). The close of a
  * number that is not the socket's last changes nothing, but telling is
  * not cheap; with nothing queued (the usual case) this costs one load. */
+void rs_batch_before_close_range(void)
+{
+	push_all_queues();
+}
+
 void rs_batch_before_close(int fd)
 {
 	struct rs_fd *e = rs_fd_peek(fd);
