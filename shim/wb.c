@@ -484,6 +484,10 @@ bool rs_wb_kick(struct rs_ring *r, struct rs_fdb *b)
 	pthread_mutex_unlock(&b->lock);
 	if (pending) {
 		rs_ring_poke(r);
+		/* Under SQPOLL the send runs on the SQ thread's time: wait for
+		 * it, so that the answer says what the socket took. */
+		if (r->sqpoll)
+			rs_wb_settle(r);
 		rs_ring_reap(r);
 		pthread_mutex_lock(&b->lock);
 		pending = b->wq.bytes || b->send_busy;
