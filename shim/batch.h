@@ -267,7 +267,8 @@ void rs_batch_flush_all(bool wait);
 void rs_batch_before_shut_rd(void);
 /* close()/dup2() of fd is coming: see fdb.c. */
 void rs_batch_before_close(int fd);
-void rs_batch_before_close_range(void);
+/* Every queue into the kernel now (close_range, fork): see fdb.c. */
+void rs_batch_push_all(void);
 void rs_batch_ring_exit(struct rs_ring *r);
 void rs_batch_after_fork_child(void);
 /* Before fork(): stop receiving and accepting ahead on every fd (the child

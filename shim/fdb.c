@@ -566,12 +566,16 @@ void rs_batch_flush_all(bool wait)
  * known cheaply; nothing is done when nothing is queued, the usual case).
  * Where the socket is full, its send buffer is enlarged for as long as the
  * queue takes to go in, and set back: the bytes then sit in the receiver's
- * queue, where natively the write that returned them had put them. */
+ * queue, where natively the write that returned them had put them. A TCP
+ * socket's go into its send queue, ahead of any FIN a close or a forked
+ * child's shutdown adds (setting SO_SNDBUF ends the kernel's tuning of it
+ * for that socket, which nothing reads back). */
 static void push_past_full(struct rs_ring *r, struct rs_fdb *b)
 {
 	int dom = 0;
 	socklen_t dl = sizeof(dom);
-	if (RS_REAL(getsockopt)(b->fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) || dom != AF_UNIX)
+	if (RS_REAL(getsockopt)(b->fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) ||
+	    (dom != AF_UNIX && dom != AF_INET && dom != AF_INET6))
 		return;
 	if (!rs_wb_kick(r, b))
 		return; /* all in the kernel */
@@ -666,7 +670,7 @@ void rs_batch_before_shut_rd(void)
  * they would find the socket gone (fuzz seed 2645299342). The close of a
  * number that is not the socket's last changes nothing, but telling is
  * not cheap; with nothing queued (the usual case) this costs one load. */
-void rs_batch_before_close_range(void)
+void rs_batch_push_all(void)
 {
 	push_all_queues();
 }

@@ -28,8 +28,13 @@ const struct rs_io *rs_mode_io = &rs_io_strict;
  * ring slot taken by every fork, and against RINGSHIM_MAX_RINGS). */
 static void atfork_prepare(void)
 {
-	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth && rs_tls_ring)
+	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth && rs_tls_ring) {
 		rs_batch_flush_all(false);
+		/* Past a full socket too: the child may shut the socket down
+		 * or close it, and its FIN must come after every byte the
+		 * parent was told it wrote (fuzz seed 2634624874). */
+		rs_batch_push_all();
+	}
 	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
 		rs_batch_before_fork();
 }

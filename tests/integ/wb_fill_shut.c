@@ -5,7 +5,8 @@
  * still goes out), the client shuts its write side down or closes, and
  * only then does the server accept and read everything. Fuzz seed
  * 2330007875: the shutdown went to the kernel ahead of the queue, and the
- * reader saw EOF some 75 KB early. How much the sends take differs under
+ * reader saw EOF some 75 KB early; seed 2634624874: the same with the
+ * shutdown made by the forked child. How much the sends take differs under
  * write-behind by design ("~" lines); that all of it arrives does not. */
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -39,13 +40,17 @@ static void round_trip(int listener, int port, int shut)
 	T("one more write", write(c, "x", 1));
 	fflush(stdout);
 	pid_t child = fork();
-	if (child == 0)
+	if (child == 0) {
+		/* The child's FIN must come after the parent's bytes too. */
+		if (shut == 2)
+			shutdown(c, SHUT_WR);
 		_exit(0);
+	}
 	if (child < 0 || waitpid(child, NULL, 0) != child)
 		t_die("fork");
-	if (shut)
+	if (shut == 1)
 		TE("shutdown SHUT_WR", shutdown(c, SHUT_WR));
-	else
+	else if (shut == 0)
 		TE("close", close(c));
 	int a = accept(listener, NULL, NULL);
 	if (a < 0)
@@ -83,5 +88,7 @@ int main(void)
 	round_trip(listener, port, 1);
 	t_note("== fill, fork, close, then accept and read");
 	round_trip(listener, port, 0);
+	t_note("== fill, fork, the child shuts the write side, then accept and read");
+	round_trip(listener, port, 2);
 	return 0;
 }
