@@ -73,6 +73,13 @@ uint32_t rs_acq_ready(const struct rs_fdb *b)
 	return b->acq && b->acq->count ? RS_EV_IN : 0;
 }
 
+bool rs_acq_queued(const struct rs_fdb *b)
+{
+	/* Atomic: epoll's shadows ask without b->lock. */
+	struct rs_acq *q = __atomic_load_n(&b->acq, __ATOMIC_ACQUIRE);
+	return q && __atomic_load_n(&q->count, __ATOMIC_ACQUIRE);
+}
+
 static void acq_done(struct rs_op *op, int res, uint32_t cflags);
 
 void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b)

@@ -15,6 +15,8 @@ bool rs_acq_supported(void);
 /* Arm an accept on r (r->lock and b->lock held). */
 void rs_acq_arm(struct rs_ring *r, struct rs_fdb *b);
 uint32_t rs_acq_ready(const struct rs_fdb *b);
+/* Connections queued (b->lock not needed). */
+bool rs_acq_queued(const struct rs_fdb *b);
 /* Hand out a queued connection: the new fd, -errno, or RS_ACQ_EMPTY.
  * r is the queue's ring, locked. */
 int rs_acq_take(struct rs_ring *r, struct rs_fdb *b, struct sockaddr *addr, socklen_t *alen,

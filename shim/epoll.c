@@ -551,14 +551,15 @@ static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct 
 	return 0;
 }
 
-/* What b's readiness owes to state the receive took from the socket and
- * the kernel no longer shows: stashed bytes, a socket error. */
+/* What b's readiness owes to state the receive or accept took from the
+ * socket and the kernel no longer shows: stashed bytes, a socket error,
+ * queued connections (no longer in the listener's backlog). */
 static uint32_t residue(struct rs_fdb *b)
 {
 	if (b->flags & FDB_CLOSED)
 		return 0;
 	if (!__atomic_load_n(&b->rq.bytes, __ATOMIC_ACQUIRE) && !rs_fork_stash_bytes(b) &&
-	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE))
+	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE) && !rs_acq_queued(b))
 		return 0;
 	return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) &
 	       (EPOLLIN | EPOLLRDNORM | EPOLLERR | EPOLLRDHUP | EPOLLHUP);
@@ -812,11 +813,17 @@ void rs_epoll_demote_fd(int epfd)
 			break;
 		if (r) {
 			rs_ring_lock(r);
-			rs_rx_disarm(r, b);
+			/* An accept left armed would keep emptying the
+			 * backlog the kernel's epoll now watches. */
+			if (b->flags & FDB_LISTEN)
+				rs_acq_disarm(r, b);
+			else
+				rs_rx_disarm(r, b);
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
 		rs_fdb_rx_off(b);
+		b->flags &= ~FDB_LISTEN; /* queued connections are still accepted first */
 		pthread_mutex_unlock(&b->lock);
 		rs_epoll_items_to_kernel(b);
 		rs_fdb_unref(b);

@@ -342,7 +342,10 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	rs_rx_disarm(r, b);
 	rs_wb_watch_disarm(r, b);
 	rs_wb_pollout_disarm(r, b);
-	if (b->flags & FDB_LISTEN)
+	/* Also a queue that stopped accepting ahead in this process alone
+	 * (its epoll got nested): those connections are the backlog the
+	 * kernel resets. */
+	if ((b->flags & FDB_LISTEN) || (b->acq && !(b->flags & FDB_SHARED)))
 		rs_acq_close(r, b);
 	rs_epoll_forget_fdb(b);
 }
