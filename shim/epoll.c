@@ -552,13 +552,15 @@ static int add_item(struct rs_epoll *ep, struct rs_fdb *b, int fd, const struct 
 }
 
 /* What b's readiness owes to state the receive took from the socket and
- * the kernel no longer shows: stashed bytes, a socket error. */
+ * the kernel no longer shows: stashed bytes, a socket error, connections
+ * accepted ahead (b->ready is the queue's alone then). */
 static uint32_t residue(struct rs_fdb *b)
 {
 	if (b->flags & FDB_CLOSED)
 		return 0;
 	if (!__atomic_load_n(&b->rq.bytes, __ATOMIC_ACQUIRE) && !rs_fork_stash_bytes(b) &&
-	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE))
+	    !__atomic_load_n(&b->sk_err, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&b->acq, __ATOMIC_ACQUIRE))
 		return 0;
 	return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) &
 	       (EPOLLIN | EPOLLRDNORM | EPOLLERR | EPOLLRDHUP | EPOLLHUP);
@@ -812,10 +814,19 @@ void rs_epoll_demote_fd(int epfd)
 			break;
 		if (r) {
 			rs_ring_lock(r);
-			rs_rx_disarm(r, b);
+			/* A listener's armed accept would take the next
+			 * connection out of the backlog, where the kernel's
+			 * epoll looks for it (fuzz seed 2389012309). */
+			if (b->flags & FDB_LISTEN)
+				rs_acq_disarm(r, b);
+			else
+				rs_rx_disarm(r, b);
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
+		/* Disarmed for good (FDB_NO_REARM): a later ADD to another
+		 * set must go to the kernel, as in stop_ahead (fdb.c). */
+		b->flags &= ~FDB_LISTEN;
 		rs_fdb_rx_off(b);
 		pthread_mutex_unlock(&b->lock);
 		rs_epoll_items_to_kernel(b);

@@ -342,7 +342,9 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	rs_rx_disarm(r, b);
 	rs_wb_watch_disarm(r, b);
 	rs_wb_pollout_disarm(r, b);
-	if (b->flags & FDB_LISTEN)
+	/* A queue outlives FDB_LISTEN (stop_ahead, a demoted epoll set):
+	 * its connections are reset all the same. */
+	if ((b->flags & FDB_LISTEN) || b->acq)
 		rs_acq_close(r, b);
 	rs_epoll_forget_fdb(b);
 }
