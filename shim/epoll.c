@@ -822,8 +822,10 @@ void rs_epoll_demote_fd(int epfd)
 			rs_ring_unlock(r);
 		}
 		pthread_mutex_lock(&b->lock);
+		/* Disarmed for good (FDB_NO_REARM): a later ADD to another
+		 * set must go to the kernel, as in stop_ahead (fdb.c). */
+		b->flags &= ~FDB_LISTEN;
 		rs_fdb_rx_off(b);
-		b->flags &= ~FDB_LISTEN; /* queued connections are still accepted first */
 		pthread_mutex_unlock(&b->lock);
 		rs_epoll_items_to_kernel(b);
 		rs_fdb_unref(b);
