@@ -332,10 +332,20 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 		pthread_mutex_lock(&b->lock);
 		pending = b->wq.bytes && !b->sk_err;
 	}
+	int drop = -1;
 	if (pending && b->fd == fd) {
 		b->fd = rs_internal_fd_hide(fd, NULL, NULL);
 		rs_epoll_number_hidden(fd);
 	} else if (b->fd == fd) {
+		b->fd = -1;
+	} else if (!pending && b->fd >= 0 && rs_internal_fd_is(b->fd)) {
+		/* The copy hidden when an earlier number closed (see
+		 * rs_batch_number_closing) is the file's last reference here
+		 * once this number goes: held until b is freed, it kept the
+		 * file open, and with it the kernel's epoll registrations made
+		 * through any of its numbers, which natively vanish at this
+		 * close (fuzz seed 1653089558: HUP after the last close). */
+		drop = b->fd;
 		b->fd = -1;
 	}
 	pthread_mutex_unlock(&b->lock);
@@ -348,6 +358,12 @@ static void close_last(struct rs_ring *r, struct rs_fdb *b, int fd)
 	if ((b->flags & FDB_LISTEN) || (b->acq && !(b->flags & FDB_SHARED)))
 		rs_acq_close(r, b);
 	rs_epoll_forget_fdb(b);
+	if (drop >= 0) {
+		/* Last, as the program's number is closed after close_last:
+		 * the file stays open for everything above. */
+		rs_internal_fd_remove(drop);
+		RS_REAL(close)(drop);
+	}
 }
 
 /* A number was closed out of the shim's sight (raw syscall, or inside libc)
