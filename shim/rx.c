@@ -296,7 +296,12 @@ long rs_rx_read(struct rs_fdb *b, const struct iovec *iov, int cnt, int flags)
 	 * fork, but a stash may hold bytes from before). */
 	if (b->fork_stash) {
 		long n = rs_fork_stash_read(b, iov, cnt, flags);
-		if (n)
+		/* 0 with bytes still there is a zero-length read, served: the
+		 * kernel's recv of 0 bytes returns 0 when data is queued
+		 * (tcp_recvmsg finds the skb, copies nothing), as the rq path
+		 * below does; falling through would see an empty rq and report
+		 * EAGAIN or block. */
+		if (n || rs_fork_stash_bytes(b))
 			return n;
 	}
 	if (b->rq.bytes) {
