@@ -487,6 +487,29 @@ static long peek_waitall_rest(struct rs_call *c, const struct iovec *iov, int cn
 	return k > 0 && stashed + k > n ? stashed + k : n;
 }
 
+/* A pending error the receive did not take (a queued send that failed:
+ * wb.c) comes after the bytes the socket received before it, as the
+ * kernel's read returns its queue before sk_err. With the stash empty and
+ * no receive armed (never armed, paused, or ended) those bytes are still in
+ * the socket: read them first (b->lock held). Returns them, or RS_RX_EMPTY
+ * when there are none and the error is due. */
+static long bytes_before_error(struct rs_call *c, struct rs_fdb *b, const struct iovec *iov,
+			       int cnt, int flags)
+{
+	if (!b->sk_err || b->rq.bytes || rs_fork_stash_bytes(b) || b->rx_armed || b->rx_eof)
+		return RS_RX_EMPTY;
+	struct iovec local[64];
+	if (cnt > 64)
+		return RS_RX_EMPTY;
+	memcpy(local, iov, (size_t)cnt * sizeof(*iov));
+	struct msghdr m;
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = local;
+	m.msg_iovlen = (size_t)cnt;
+	ssize_t k = RS_REAL(recvmsg)(c->fd, &m, (flags & (MSG_PEEK | MSG_TRUNC)) | MSG_DONTWAIT);
+	return k > 0 ? (long)k : RS_RX_EMPTY;
+}
+
 /* Serve a read from b's stash. Returns bytes, -errno, or RS_RX_EMPTY when
  * the stash is not in use (the strict path reads the socket). */
 static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, int cnt,
@@ -514,7 +537,9 @@ static long stash_read(struct rs_call *c, struct rs_fdb *b, struct iovec *iov, i
 			return got ? (long)got : RS_RX_EMPTY;
 		}
 		int saved_errno = errno;
-		long n0 = rs_rx_read(b, iov, cnt, flags);
+		long n0 = bytes_before_error(c, b, iov, cnt, flags);
+		if (n0 == RS_RX_EMPTY)
+			n0 = rs_rx_read(b, iov, cnt, flags);
 		long n = stash_top_up(c, b, iov, cnt, flags, n0);
 		errno = saved_errno;
 		bool final = !b->rx_armed && !b->rx_eof && !b->sk_err && !(b->flags & FDB_RESET);
