@@ -61,6 +61,9 @@ enum {
 	 * receive queue or backlog is the kernel's to share out, so nothing
 	 * is received or accepted ahead on it ever again. */
 	FDB_SHARED = 1u << 9,
+	/* A unix stream socket: its peer's shutdown(SHUT_RD) fails its
+	 * writes with no poll event the watch could see (fdb.c). */
+	FDB_UNIX = 1u << 10,
 };
 
 /* Bytes a stash held when the process forked, in memory both processes
@@ -110,6 +113,9 @@ struct rs_fdb {
 	 * kernel would answer it (a reset, the peer gone) without asking. */
 	bool watch_armed, watch_cancel_sent;
 	struct rs_ring *watch_ring;
+	/* The last shut_rd_gen it was asked for SEND_SHUTDOWN at (fdb.c);
+	 * atomic, read without b->lock. */
+	unsigned shut_probe_gen;
 	/* The watch ring's SQ tail just past the watch's SQE: the kernel has
 	 * taken the watch once the SQ head reaches it. */
 	unsigned watch_seq;
@@ -265,6 +271,8 @@ void rs_batch_flush_all(bool wait);
 /* A unix stream socket is about to shut its reading side: queued bytes
  * go into the kernel first, even past a full socket (fdb.c). */
 void rs_batch_before_shut_rd(void);
+/* ...and has shut it: its peer's writes must fail from now on (fdb.c). */
+void rs_batch_after_shut_rd(void);
 /* close()/dup2() of fd is coming: see fdb.c. */
 void rs_batch_before_close(int fd);
 /* Every queue into the kernel now (close_range, fork): see fdb.c. */

@@ -153,6 +153,34 @@ static struct rs_fdb *attach_new(int fd, struct rs_fd *e, uint32_t flags, unsign
 	return b;
 }
 
+/* A unix stream socket whose peer shut its reading side (shutdown SHUT_RD)
+ * has SEND_SHUTDOWN: the kernel fails its writes with EPIPE. No poll event
+ * says so (unix_poll reports HUP only once both directions are shut, RDHUP
+ * only for its own receiving side), so the watch never fires, and a write
+ * queued after it returned the full count where natively it fails (fuzz
+ * seed 2752835387: socketpair, send, the peer's SHUT_RD, send: EPIPE). A
+ * zero-length send asks the kernel: it fails with EPIPE on SEND_SHUTDOWN and
+ * otherwise moves nothing (a unix send reads no pending error, MSG_NOSIGNAL
+ * raises nothing). Writes then go to the kernel, as after the watch fired.
+ * Asked only once this process has shut a unix socket's reading side (a
+ * peer in another process is not seen: known gap). b->lock held, so b->fd
+ * is not closed under the send. */
+static unsigned shut_rd_gen; /* +1 per unix SHUT_RD of this process; atomic */
+
+static void probe_send_shutdown(struct rs_fdb *b, unsigned gen)
+{
+	/* Only forward: two shutdowns' walks must not undo each other's marks. */
+	if ((int)(b->shut_probe_gen - gen) < 0)
+		__atomic_store_n(&b->shut_probe_gen, gen, __ATOMIC_RELAXED);
+	if ((b->flags & (FDB_UNIX | FDB_WB)) != (FDB_UNIX | FDB_WB) ||
+	    (b->flags & (FDB_WRITE_DIRECT | FDB_CLOSED)) || b->fd < 0)
+		return;
+	int saved = errno;
+	if (RS_REAL(send)(b->fd, NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno == EPIPE)
+		b->flags |= FDB_WRITE_DIRECT;
+	errno = saved;
+}
+
 struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
 {
 	struct rs_fdb *b = rs_fdb_get(fd);
@@ -162,19 +190,32 @@ struct rs_fdb *rs_fdb_attach(int fd, uint32_t st)
 	struct rs_fd *e = rs_fd_peek(fd);
 	if (!flags || !e)
 		return NULL;
+	if ((flags & FDB_WB) && RS_FD_KIND(st) == RS_KIND_UNIX_STREAM)
+		flags |= FDB_UNIX;
 	/* Only a number that may share its socket asks for the inode (one
 	 * fstat when its state is made). */
 	struct stat sb;
 	if (!(RS_FD_FLAGS(st) & (RS_FD_DUPED | RS_FD_SHARED)) || RS_REAL(fstat64)(fd, &sb) ||
-	    !S_ISSOCK(sb.st_mode) || !sb.st_ino)
-		return attach_new(fd, e, flags, 0);
-	unsigned long ino = (unsigned long)sb.st_ino;
-	pthread_mutex_lock(&dup_lock);
-	struct rs_fdb *s = shared_state(ino);
-	b = s ? join_state(e, s) : NULL;
-	if (!b)
-		b = attach_new(fd, e, flags, ino);
-	pthread_mutex_unlock(&dup_lock);
+	    !S_ISSOCK(sb.st_mode) || !sb.st_ino) {
+		b = attach_new(fd, e, flags, 0);
+	} else {
+		unsigned long ino = (unsigned long)sb.st_ino;
+		pthread_mutex_lock(&dup_lock);
+		struct rs_fdb *s = shared_state(ino);
+		b = s ? join_state(e, s) : NULL;
+		if (!b)
+			b = attach_new(fd, e, flags, ino);
+		pthread_mutex_unlock(&dup_lock);
+	}
+	/* The peer may have shut its reading side before this first write
+	 * (see probe_send_shutdown). Asked after b joined the list of all
+	 * states, so a shutdown racing with this is seen by one side. */
+	unsigned gen = __atomic_load_n(&shut_rd_gen, __ATOMIC_SEQ_CST);
+	if (b && gen && (int)(__atomic_load_n(&b->shut_probe_gen, __ATOMIC_RELAXED) - gen) < 0) {
+		pthread_mutex_lock(&b->lock);
+		probe_send_shutdown(b, gen);
+		pthread_mutex_unlock(&b->lock);
+	}
 	return b;
 }
 
@@ -679,6 +720,34 @@ static void push_all_queues(void)
 void rs_batch_before_shut_rd(void)
 {
 	push_all_queues();
+}
+
+static bool not_probed(struct rs_fdb *b, void *arg)
+{
+	return (int)(__atomic_load_n(&b->shut_probe_gen, __ATOMIC_RELAXED) - *(unsigned *)arg) < 0;
+}
+
+/* A unix stream socket of this process has shut its reading side: its peer,
+ * if it is one of ours, now fails its writes (probe_send_shutdown). Which
+ * state is the peer's is not looked up: every unix one is asked, each once
+ * per shutdown (its mark, not its place in the list, says which are left). */
+void rs_batch_after_shut_rd(void)
+{
+	unsigned gen = __atomic_add_fetch(&shut_rd_gen, 1, __ATOMIC_SEQ_CST);
+	if (!gen) /* 0 means never: skip it on wrap */
+		gen = __atomic_add_fetch(&shut_rd_gen, 1, __ATOMIC_SEQ_CST);
+	struct rs_fdb *list[256];
+	int n;
+	while ((n = snapshot(list, 256, not_probed, &gen)) > 0) {
+		for (int i = 0; i < n; i++) {
+			pthread_mutex_lock(&list[i]->lock);
+			probe_send_shutdown(list[i], gen);
+			pthread_mutex_unlock(&list[i]->lock);
+			rs_fdb_unref(list[i]);
+		}
+		if (n < 256)
+			break;
+	}
 }
 
 /* A stream socket's number is about to close. Queued bytes may be meant

@@ -800,7 +800,7 @@ static int b_accept4(struct rs_call *c, struct sockaddr *addr, socklen_t *alen, 
 	}
 }
 
-static int b_shutdown(struct rs_call *c, int how)
+static int shutdown_(struct rs_call *c, int how)
 {
 	/* The peer's queued bytes must be in our receive queue before it
 	 * closes for them (fdb.c). */
@@ -840,6 +840,17 @@ static int b_shutdown(struct rs_call *c, int how)
 	/* The write side closes once the queue has gone out (wb.c); the read
 	 * side can close now. */
 	return how == SHUT_RDWR ? rs_io_strict.shutdown(c, SHUT_RD) : 0;
+}
+
+static int b_shutdown(struct rs_call *c, int how)
+{
+	int r = shutdown_(c, how);
+	/* A unix peer of ours now has SEND_SHUTDOWN, which its watch cannot
+	 * see: its next write must fail with EPIPE, as natively (fdb.c). */
+	if (!r && (how == SHUT_RD || how == SHUT_RDWR) &&
+	    RS_FD_KIND(c->st) == RS_KIND_UNIX_STREAM)
+		rs_batch_after_shut_rd();
+	return r;
 }
 
 /* close(): settle the shim's state for the number (fdb.c), then close it. */
