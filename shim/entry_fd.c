@@ -219,6 +219,18 @@ static void before_dup_onto(int oldfd, int newfd)
 {
 	if (oldfd == newfd)
 		return;
+	/* A dup onto newfd that fails leaves newfd open and untouched: the
+	 * kernel checks oldfd before it closes anything. Seeing newfd as
+	 * closed here would drop its state (its fdb, and with it its epoll
+	 * registrations: fuzz seed 809221175, dup3 of an unopened fd onto a
+	 * registered socket lost its EPOLLOUT). So an oldfd that is not open
+	 * closes nothing. (Another thread closing oldfd between this check
+	 * and the dup is a race natively too.) */
+	int saved = errno;
+	bool open = RS_REAL(fcntl64)(oldfd, F_GETFD) >= 0;
+	errno = saved;
+	if (!open)
+		return;
 	rs_strict_fds_closing(newfd, newfd);
 	rs_internal_fd_evict(newfd);
 	if (rs_cfg.mode == RS_MODE_BATCH) {
@@ -237,7 +249,8 @@ RS_EXPORT int dup(int oldfd)
 
 RS_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (rs_ready())
+	/* (Bad flags fail with EINVAL before newfd is closed, too.) */
+	if (rs_ready() && !(flags & ~O_CLOEXEC))
 		before_dup_onto(oldfd, newfd);
 	int r = RS_REAL(dup3)(oldfd, newfd, flags);
 	if (r >= 0 && rs_ready())
