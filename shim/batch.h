@@ -64,6 +64,10 @@ enum {
 	/* A unix stream socket: its peer's shutdown(SHUT_RD) fails its
 	 * writes with no poll event the watch could see (fdb.c). */
 	FDB_UNIX = 1u << 10,
+	/* The program shut the reading side (shutdown SHUT_RD/RDWR): the
+	 * kernel's RCV_SHUTDOWN, which poll reports as IN|RDHUP, and HUP with
+	 * the write side shut too (fdb.c, compute_ready). */
+	FDB_SHUT_RD = 1u << 11,
 };
 
 /* Bytes a stash held when the process forked, in memory both processes

@@ -499,15 +499,18 @@ static uint32_t compute_ready(const struct rs_fdb *b)
 		return rs_acq_ready(b);
 	uint32_t r = 0;
 	bool reset = b->flags & FDB_RESET;
-	if (b->rq.bytes || rs_fork_stash_bytes(b) || b->rx_eof || b->sk_err || reset)
+	/* The reading side is closed by the peer's FIN (rx_eof) or by our own
+	 * SHUT_RD: RCV_SHUTDOWN either way. */
+	bool rd_shut = b->rx_eof || (b->flags & FDB_SHUT_RD);
+	if (b->rq.bytes || rs_fork_stash_bytes(b) || rd_shut || b->sk_err || reset)
 		r |= RS_EV_IN | RS_EV_RDNORM;
-	if (b->rx_eof || reset)
+	if (rd_shut || reset)
 		r |= RS_EV_RDHUP;
 	if (b->sk_err)
 		r |= RS_EV_ERR;
-	/* Both directions closed, or a reset (TCP_CLOSE): EPOLLHUP, and it
-	 * stays. */
-	if (reset || (b->rx_eof && (b->flags & FDB_SHUT_WR)))
+	/* Both directions closed (SHUTDOWN_MASK), or a reset (TCP_CLOSE):
+	 * EPOLLHUP, and it stays. */
+	if (reset || (rd_shut && (b->flags & FDB_SHUT_WR)))
 		r |= RS_EV_HUP;
 	if (reset || (b->flags & FDB_SHUT_WR) ||
 	    (b->wq.bytes < rs_cfg.wb_fd_max && !b->pollout_armed && !b->send_blocked))

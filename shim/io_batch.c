@@ -818,10 +818,6 @@ static int shutdown_(struct rs_call *c, int how)
 	/* A socket that stopped queueing (shared by a fork since) may still
 	 * have bytes queued from before: the FIN goes after them all the
 	 * same (fuzz seed 2330007875 lost them). */
-	if (!pending && !(b->flags & FDB_WB)) {
-		pthread_mutex_unlock(&b->lock);
-		return rs_io_strict.shutdown(c, how);
-	}
 	if (pending) {
 		b->flags |= FDB_SHUT_WR | FDB_SHUT_QUEUED;
 		rs_fdb_update_ready(b, true);
@@ -830,6 +826,11 @@ static int shutdown_(struct rs_call *c, int how)
 	if (!pending) {
 		int r = rs_io_strict.shutdown(c, how);
 		if (!r) {
+			/* Remembered also where nothing is queued any more
+			 * (shared by a fork): its readiness still counts while
+			 * the stash or the bytes held at fork are read
+			 * (pollsel.c), and the shut write side is part of it,
+			 * OUT and HUP (fuzz seed 2639517517: HUP missing). */
 			pthread_mutex_lock(&b->lock);
 			b->flags |= FDB_SHUT_WR;
 			rs_fdb_update_ready(b, true);
@@ -845,6 +846,20 @@ static int shutdown_(struct rs_call *c, int how)
 static int b_shutdown(struct rs_call *c, int how)
 {
 	int r = shutdown_(c, how);
+	/* The reading side is shut now (inet_shutdown sets the bits even as
+	 * it says ENOTCONN): while the shim answers poll for the socket
+	 * (stash, bytes held at fork), that is IN|RDHUP, and HUP once the
+	 * write side is shut too (fuzz seed 3150533621: shutdown SHUT_RDWR
+	 * with stashed bytes unread, HUP missing). */
+	if ((!r || r == -ENOTCONN) && (how == SHUT_RD || how == SHUT_RDWR)) {
+		struct rs_fdb *b = rs_fdb_get(c->fd);
+		if (b) {
+			pthread_mutex_lock(&b->lock);
+			b->flags |= FDB_SHUT_RD;
+			rs_fdb_update_ready(b, true);
+			pthread_mutex_unlock(&b->lock);
+		}
+	}
 	/* A unix peer of ours now has SEND_SHUTDOWN, which its watch cannot
 	 * see: its next write must fail with EPIPE, as natively (fdb.c). */
 	if (!r && (how == SHUT_RD || how == SHUT_RDWR) &&
