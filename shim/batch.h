@@ -272,15 +272,13 @@ void rs_batch_no_receive_ahead(int fd);
  * thread exits); forget the parent's ops in a fork child. */
 void rs_batch_init(void);
 void rs_batch_flush_all(bool wait);
-/* A unix stream socket is about to shut its reading side: queued bytes
- * go into the kernel first, even past a full socket (fdb.c). */
-void rs_batch_before_shut_rd(void);
 /* ...and has shut it: its peer's writes must fail from now on (fdb.c). */
 void rs_batch_after_shut_rd(void);
 /* close()/dup2() of fd is coming: see fdb.c. */
 void rs_batch_before_close(int fd);
-/* Every queue into the kernel now (close_range, fork): see fdb.c. */
-void rs_batch_push_all(void);
+/* Every queue into the kernel now (before a unix SHUT_RD, close_range,
+ * fork; `tcp`: past a full TCP socket too): see fdb.c. */
+void rs_batch_push_all(bool tcp);
 void rs_batch_ring_exit(struct rs_ring *r);
 void rs_batch_after_fork_child(void);
 /* Before fork(): stop receiving and accepting ahead on every fd (the child

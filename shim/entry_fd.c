@@ -169,7 +169,7 @@ RS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 	rs_strict_fds_closing((int)(first > INT_MAX ? INT_MAX : first),
 			      (int)(last > INT_MAX ? INT_MAX : last));
 	if (rs_cfg.mode == RS_MODE_BATCH) {
-		rs_batch_push_all();
+		rs_batch_push_all(false);
 		rs_fd_for_each_batched(first, last, rs_batch_number_closing);
 	}
 	/* Close around our own fds. */

@@ -632,13 +632,14 @@ void rs_batch_flush_all(bool wait)
  * queue, where natively the write that returned them had put them. A TCP
  * socket's go into its send queue, ahead of any FIN a close or a forked
  * child's shutdown adds (setting SO_SNDBUF ends the kernel's tuning of it
- * for that socket, which nothing reads back). */
-static void push_past_full(struct rs_ring *r, struct rs_fdb *b)
+ * for that socket, which nothing reads back: so only where a FIN from
+ * another process could overtake them, at fork). */
+static void push_past_full(struct rs_ring *r, struct rs_fdb *b, bool tcp)
 {
 	int dom = 0;
 	socklen_t dl = sizeof(dom);
 	if (RS_REAL(getsockopt)(b->fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) ||
-	    (dom != AF_UNIX && dom != AF_INET && dom != AF_INET6))
+	    (dom != AF_UNIX && (!tcp || (dom != AF_INET && dom != AF_INET6))))
 		return;
 	if (!rs_wb_kick(r, b))
 		return; /* all in the kernel */
@@ -684,12 +685,13 @@ static bool still_pending(struct rs_fdb *b)
 }
 
 /* Every write-behind queue of the process into the kernel, as far as the
- * sockets take it (and past a full unix socket, push_past_full): before a
- * call through which the program could see where the bytes are. One
- * submission sends what fits; under SQPOLL the sends are waited for, as
- * they run on the SQ thread's time. Queues whose sends sit in another
- * thread's ring go when that ring is next entered. */
-static void push_all_queues(void)
+ * sockets take it, and past a full unix socket (push_past_full; a full TCP
+ * one too with `tcp`): before a call through which the program could see
+ * where the bytes are. One submission sends what fits; under SQPOLL the
+ * sends are waited for, as they run on the SQ thread's time. Queues whose
+ * sends sit in another thread's ring go when that ring is next entered.
+ * With nothing queued (the usual case) this costs one load. */
+void rs_batch_push_all(bool tcp)
 {
 	if (!rs_wb_pending_total())
 		return;
@@ -711,18 +713,13 @@ static void push_all_queues(void)
 	}
 	for (int i = 0; i < n; i++) {
 		if (still_pending(list[i]))
-			push_past_full(r, list[i]);
+			push_past_full(r, list[i], tcp);
 	}
 	rs_ring_unlock(r);
 	for (int i = 0; i < n; i++)
 		rs_fdb_unref(list[i]);
 	if (borrowed)
 		rs_ring_borrow_end();
-}
-
-void rs_batch_before_shut_rd(void)
-{
-	push_all_queues();
 }
 
 static bool not_probed(struct rs_fdb *b, void *arg)
@@ -760,18 +757,13 @@ void rs_batch_after_shut_rd(void)
  * ECONNRESET, a TCP one gets an RST instead of a FIN); sent afterwards,
  * they would find the socket gone (fuzz seed 2645299342). The close of a
  * number that is not the socket's last changes nothing, but telling is
- * not cheap; with nothing queued (the usual case) this costs one load. */
-void rs_batch_push_all(void)
-{
-	push_all_queues();
-}
-
+ * not cheap. A full TCP socket's queue stays queued (see push_past_full). */
 void rs_batch_before_close(int fd)
 {
 	struct rs_fd *e = rs_fd_peek(fd);
 	uint32_t st = e ? __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) : 0;
 	if (rs_kind_is_stream(RS_FD_KIND(st)) && !(RS_FD_FLAGS(st) & RS_FD_LISTENING))
-		push_all_queues();
+		rs_batch_push_all(false);
 }
 
 static bool on_ring(struct rs_fdb *b, void *arg)

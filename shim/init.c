@@ -33,7 +33,7 @@ static void atfork_prepare(void)
 		/* Past a full socket too: the child may shut the socket down
 		 * or close it, and its FIN must come after every byte the
 		 * parent was told it wrote (fuzz seed 2634624874). */
-		rs_batch_push_all();
+		rs_batch_push_all(true);
 	}
 	if (rs_cfg.mode == RS_MODE_BATCH && !rs_depth)
 		rs_batch_before_fork();

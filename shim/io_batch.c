@@ -805,7 +805,7 @@ static int shutdown_(struct rs_call *c, int how)
 	/* The peer's queued bytes must be in our receive queue before it
 	 * closes for them (fdb.c). */
 	if ((how == SHUT_RD || how == SHUT_RDWR) && RS_FD_KIND(c->st) == RS_KIND_UNIX_STREAM)
-		rs_batch_before_shut_rd();
+		rs_batch_push_all(false);
 	struct rs_fdb *b = rs_fdb_get(c->fd);
 	/* Writes later queued must fail with EPIPE as the kernel's would, so
 	 * the shutdown is remembered even when nothing was written yet. */
